@@ -1,0 +1,70 @@
+//! Command-line interface: one module per subcommand.
+//!
+//! Exit codes are the same for every command: 0 success, 1 the thing that ran
+//! failed (a runbook, a rule test), 2 invalid input (bad file, bad argument).
+
+use clap::{Parser, Subcommand};
+
+/// Process exit status shared by every subcommand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitCode {
+    /// Everything succeeded.
+    Success = 0,
+    /// What ran (a runbook, a rule test) failed.
+    Failed = 1,
+    /// The input was invalid: a file, a parameter, an argument.
+    Invalid = 2,
+}
+
+impl From<ExitCode> for std::process::ExitCode {
+    fn from(code: ExitCode) -> Self {
+        std::process::ExitCode::from(code as u8)
+    }
+}
+
+/// Declarative runbook automation for Kafka stream processors.
+#[derive(Debug, Parser)]
+#[command(name = "sluice", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate runbooks, alert rule files and sluice.yaml (files or directories).
+    Validate(ValidateArgs),
+    /// Alert rule files: check them, or run promtool-format rule tests.
+    #[command(subcommand)]
+    Rules(RulesCommand),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ValidateArgs {
+    /// Files or directories to validate (default: runbooks/ alerts/ sluice.yaml).
+    pub paths: Vec<std::path::PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RulesCommand {
+    /// Check rule files for syntax and semantic errors (like `promtool check rules`).
+    Check {
+        /// Rule files.
+        #[arg(required = true)]
+        files: Vec<std::path::PathBuf>,
+    },
+    /// Run rule unit tests in promtool's `test rules` format.
+    Test {
+        /// Test files.
+        #[arg(required = true)]
+        files: Vec<std::path::PathBuf>,
+    },
+}
+
+/// Runs one parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Validate(_args) => anyhow::bail!("validate: not built yet"),
+        Command::Rules(_cmd) => anyhow::bail!("rules: not built yet"),
+    }
+}

@@ -1,0 +1,5 @@
+//! Sluice automation: runbooks, alert rules on live metrics, schedules and the service.
+//!
+//! One module per concept; see docs/ for the user-facing reference.
+
+pub mod cli;

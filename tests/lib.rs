@@ -1,0 +1,1 @@
+//! Test harness: starts real servers (Tansu, the engine, SMTP, Slack recorder) on free loopback ports.
