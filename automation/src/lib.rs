@@ -3,3 +3,4 @@
 //! One module per concept; see docs/ for the user-facing reference.
 
 pub mod cli;
+pub mod diagnostic;
