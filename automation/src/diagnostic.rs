@@ -19,7 +19,12 @@ pub struct Diagnostic {
 }
 
 impl Diagnostic {
-    pub fn new(file: impl AsRef<Path>, line: usize, column: usize, message: impl Into<String>) -> Self {
+    pub fn new(
+        file: impl AsRef<Path>,
+        line: usize,
+        column: usize,
+        message: impl Into<String>,
+    ) -> Self {
         Self {
             file: file.as_ref().to_path_buf(),
             line,
@@ -70,14 +75,28 @@ mod tests {
 
     #[test]
     fn display_omits_unknown_positions() {
-        assert_eq!(Diagnostic::whole_file("a.yaml", "empty").to_string(), "a.yaml: empty");
-        assert_eq!(Diagnostic::new("a.yaml", 3, 0, "x").to_string(), "a.yaml:3: x");
-        assert_eq!(Diagnostic::new("a.yaml", 3, 7, "x").to_string(), "a.yaml:3:7: x");
+        assert_eq!(
+            Diagnostic::whole_file("a.yaml", "empty").to_string(),
+            "a.yaml: empty"
+        );
+        assert_eq!(
+            Diagnostic::new("a.yaml", 3, 0, "x").to_string(),
+            "a.yaml:3: x"
+        );
+        assert_eq!(
+            Diagnostic::new("a.yaml", 3, 7, "x").to_string(),
+            "a.yaml:3:7: x"
+        );
     }
 
     #[test]
     fn render_points_at_the_column() {
-        let d = Diagnostic::new("r.yaml", 2, 5, "unknown field `stpes`, did you mean `steps`?");
+        let d = Diagnostic::new(
+            "r.yaml",
+            2,
+            5,
+            "unknown field `stpes`, did you mean `steps`?",
+        );
         let src = "name: x\nstpes: []\n";
         assert_eq!(
             d.render(Some(src)),
