@@ -121,6 +121,12 @@ pub(crate) fn eval(ctx: &Ctx, a: &AggregateExpr, t: i64) -> Result<Value, EvalEr
                 .as_ref()
                 .ok_or_else(|| EvalError::Execution("topk/bottomk needs a parameter".into()))?;
             let k = eval_scalar(ctx, param, t)?;
+            if k.is_nan() {
+                return exec_err("Parameter value is NaN");
+            }
+            if k.abs() >= 9.223_372_036_854_776e18 {
+                return exec_err(format!("Scalar value {} overflows int64", format_float(k)));
+            }
             return Ok(Value::Vector(top_k(input, k, op == T_TOPK, key)));
         }
         T_COUNT_VALUES => {

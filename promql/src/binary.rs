@@ -199,12 +199,13 @@ fn vector_vector(
         let sig = m.signature(&s.labels);
         if let Some(prev) = one_by_sig.get(&sig) {
             let side = if swapped { "left" } else { "right" };
-            let (mut a, mut b) = (s.labels.to_string(), prev.labels.to_string());
+            let (mut a, mut b) = (s.labels.to_braced_string(), prev.labels.to_braced_string());
             if a > b {
                 std::mem::swap(&mut a, &mut b);
             }
             return exec_err(format!(
-                "found duplicate series for the match group {sig} on the {side} hand-side of the operation: [{a}, {b}];many-to-many matching not allowed: matching labels must be unique on one side"
+                "found duplicate series for the match group {} on the {side} hand-side of the operation: [{a}, {b}];many-to-many matching not allowed: matching labels must be unique on one side",
+                sig.to_braced_string()
             ));
         }
         one_by_sig.insert(sig, s);

@@ -387,15 +387,18 @@ pub(crate) fn eval(ctx: &Ctx, expr: &Expr, t: i64) -> Result<Value, EvalError> {
         }
         Expr::Unary(u) => match eval(ctx, &u.expr, t)? {
             Value::Scalar(ts, v) => Ok(Value::Scalar(ts, -v)),
-            Value::Vector(v) => Ok(Value::Vector(
-                v.into_iter()
+            Value::Vector(v) => {
+                let out: Vec<Sample> = v
+                    .into_iter()
                     .map(|s| Sample {
                         labels: s.labels.without_name(),
                         t: s.t,
                         v: -s.v,
                     })
-                    .collect(),
-            )),
+                    .collect();
+                check_unique(&out)?;
+                Ok(Value::Vector(out))
+            }
             other => exec_err(format!(
                 "unary expression only allowed on expressions of type scalar or vector, got: {}",
                 other.type_name()

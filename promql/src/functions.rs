@@ -368,7 +368,6 @@ fn absent_labels(e: &Expr) -> Labels {
             Expr::Paren(p) => inner = &p.expr,
             Expr::MatrixSelector(m) => return selector_labels(&matcher_groups(&m.vs)),
             Expr::VectorSelector(vs) => return selector_labels(&matcher_groups(vs)),
-            Expr::Subquery(s) => inner = &s.expr,
             _ => return Labels::empty(),
         }
     }
@@ -694,6 +693,7 @@ fn range_fn(ctx: &Ctx, c: &Call, t: i64) -> Result<Vec<Sample>, EvalError> {
             }
             "stdvar_over_time" => Some(variance(p)),
             "stddev_over_time" => Some(variance(p).sqrt()),
+            "mad_over_time" if p.iter().any(|x| x.1.is_nan()) => Some(f64::NAN),
             "mad_over_time" => {
                 let mut vals: Vec<f64> = p.iter().map(|x| x.1).collect();
                 let median = quantile(0.5, &mut vals);

@@ -122,6 +122,16 @@ impl Labels {
         self.0.pairs.is_empty()
     }
 
+    /// All labels in braces, `{__name__="up", job="api"}`, as Prometheus
+    /// prints a label set (as opposed to a series) in error messages.
+    pub fn to_braced_string(&self) -> String {
+        let items: Vec<String> = self
+            .iter()
+            .map(|(n, v)| format!("{n}=\"{}\"", escape(v)))
+            .collect();
+        format!("{{{}}}", items.join(", "))
+    }
+
     /// A copy with `name` set to `value` (removed when `value` is empty).
     pub fn with(&self, name: &str, value: &str) -> Self {
         let mut v: Vec<(String, String)> = self
