@@ -1,0 +1,1 @@
+SELECT x, y AS x FROM s

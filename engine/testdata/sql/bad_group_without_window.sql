@@ -1,0 +1,1 @@
+SELECT k FROM s GROUP BY k

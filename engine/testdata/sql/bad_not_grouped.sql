@@ -1,0 +1,3 @@
+SELECT k, price, COUNT(*)
+FROM s
+GROUP BY k, TUMBLE(ts, INTERVAL '1' MINUTE)

@@ -1,0 +1,21 @@
+SELECT
+  CASE WHEN qty >= 10 THEN 'bulk' WHEN qty >= 2 THEN 'multi' ELSE 'single' END AS size,
+  CASE side WHEN 'B' THEN 'buy' ELSE 'sell' END AS side_name,
+  COALESCE(venue, 'unknown') AS venue,
+  CONCAT(symbol, '@', venue) AS label,
+  symbol || '-' || side AS code,
+  LENGTH(symbol) AS len,
+  ROUND(price, 1) AS rounded,
+  ABS(qty - 5) AS distance,
+  CAST(price AS INT) AS whole,
+  CAST(qty AS VARCHAR) AS qty_text,
+  LOWER(symbol) AS lower_symbol,
+  price / 0 AS div_zero,
+  qty / 2 AS half,
+  qty % 3 AS rest,
+  symbol LIKE 'A%' AS starts_a,
+  qty BETWEEN 2 AND 10 AS mid,
+  side IN ('B', 'S') AS known_side,
+  venue IS NULL AS no_venue,
+  NOT (qty > 1) AS single
+FROM trades
