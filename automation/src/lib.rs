@@ -4,3 +4,6 @@
 
 pub mod cli;
 pub mod diagnostic;
+pub mod process;
+pub mod schedule;
+pub mod trigger;
