@@ -41,36 +41,6 @@ impl BitWriter {
     }
 }
 
-/// Reads bits MSB-first.
-struct BitReader<'a> {
-    bytes: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> BitReader<'a> {
-    fn read_bit(&mut self) -> Option<bool> {
-        let byte = *self.bytes.get(self.pos / 8)?;
-        let bit = byte & (0x80 >> (self.pos % 8)) != 0;
-        self.pos += 1;
-        Some(bit)
-    }
-
-    fn read_bits(&mut self, mut n: u8) -> Option<u64> {
-        let mut v: u64 = 0;
-        while n > 0 {
-            let byte = *self.bytes.get(self.pos / 8)?;
-            let off = (self.pos % 8) as u8;
-            let avail = 8 - off;
-            let take = avail.min(n);
-            let bits = (byte >> (avail - take)) & (((1u16 << take) - 1) as u8);
-            v = (v << take) | u64::from(bits);
-            self.pos += take as usize;
-            n -= take;
-        }
-        Some(v)
-    }
-}
-
 /// Delta-of-delta buckets: (prefix bits, prefix length, value bits).
 const DOD_BUCKETS: [(u64, u8, u8); 3] = [(0b10, 2, 14), (0b110, 3, 17), (0b1110, 4, 20)];
 
@@ -223,24 +193,66 @@ impl Chunk {
     }
 }
 
+/// 128 bits of the stream starting at bit `bit`, left-aligned (at least
+/// 121 of them valid; bits past the end read as zero).
+#[inline(always)]
+fn window(bytes: &[u8], bit: usize) -> u128 {
+    let i = bit >> 3;
+    let raw = match bytes.get(i..i + 16) {
+        Some(b) => u128::from_be_bytes(b.try_into().unwrap_or([0; 16])),
+        None => {
+            let mut w = [0u8; 16];
+            let tail = bytes.get(i..).unwrap_or(&[]);
+            w[..tail.len()].copy_from_slice(tail);
+            u128::from_be_bytes(w)
+        }
+    };
+    raw << (bit & 7)
+}
+
+/// A cursor over a 128-bit window: decoding a sample usually needs one
+/// window load and register shifts only.
+struct Bits {
+    w: u128,
+    used: u32,
+}
+
+impl Bits {
+    /// Takes `n` bits, 1 ≤ n ≤ 64.
+    #[inline(always)]
+    fn take(&mut self, n: u32) -> u64 {
+        let v = (self.w >> (128 - n)) as u64;
+        self.w <<= n;
+        self.used += n;
+        v
+    }
+
+    #[inline(always)]
+    fn bit(&mut self) -> bool {
+        self.take(1) != 0
+    }
+}
+
 /// Decodes a chunk's samples in order.
 pub struct ChunkIter<'a> {
-    r: BitReader<'a>,
+    bytes: &'a [u8],
+    bit: usize,
     left: u16,
-    read: u16,
+    started: bool,
     t: i64,
     delta: i64,
     v: u64,
-    leading: u8,
-    trailing: u8,
+    leading: u32,
+    trailing: u32,
 }
 
 impl<'a> ChunkIter<'a> {
     fn new(bytes: &'a [u8], count: u16) -> Self {
         Self {
-            r: BitReader { bytes, pos: 0 },
+            bytes,
+            bit: 0,
             left: count,
-            read: 0,
+            started: false,
             t: 0,
             delta: 0,
             v: 0,
@@ -249,61 +261,85 @@ impl<'a> ChunkIter<'a> {
         }
     }
 
-    fn read_dod(&mut self) -> Option<i64> {
-        if !self.r.read_bit()? {
-            return Some(0);
+    #[inline(always)]
+    fn read_dod(b: &mut Bits) -> i64 {
+        if !b.bit() {
+            return 0;
         }
         for (_, _, vbits) in DOD_BUCKETS {
-            if !self.r.read_bit()? {
-                let raw = self.r.read_bits(vbits)? as i64;
+            if !b.bit() {
+                let vbits = u32::from(vbits);
+                let raw = b.take(vbits) as i64;
                 // The range is (-2^(n-1), 2^(n-1)]: the top value stays positive.
                 let half = 1i64 << (vbits - 1);
-                return Some(if raw > half {
+                return if raw > half {
                     raw - (1i64 << vbits)
                 } else {
                     raw
-                });
+                };
             }
         }
-        Some(self.r.read_bits(64)? as i64)
+        b.take(64) as i64
     }
 
-    fn read_xor(&mut self) -> Option<u64> {
-        if !self.r.read_bit()? {
-            return Some(self.v);
+    #[inline(always)]
+    fn read_xor(&mut self, b: &mut Bits) {
+        if !b.bit() {
+            return;
         }
-        if self.r.read_bit()? {
-            self.leading = self.r.read_bits(5)? as u8;
-            let mut sig = self.r.read_bits(6)? as u8;
+        if b.bit() {
+            self.leading = b.take(5) as u32;
+            let mut sig = b.take(6) as u32;
             if sig == 0 {
                 sig = 64;
             }
             self.trailing = 64 - self.leading - sig;
         }
         let sig = 64 - self.leading - self.trailing;
-        let x = self.r.read_bits(sig)?;
-        Some(self.v ^ (x << self.trailing))
+        let x = b.take(sig);
+        self.v ^= x << self.trailing;
     }
 }
 
 impl Iterator for ChunkIter<'_> {
     type Item = (i64, f64);
 
+    #[inline]
     fn next(&mut self) -> Option<(i64, f64)> {
         if self.left == 0 {
             return None;
         }
-        if self.read == 0 {
-            self.t = self.r.read_bits(64)? as i64;
-            self.v = self.r.read_bits(64)?;
+        self.left -= 1;
+        let mut b = Bits {
+            w: window(self.bytes, self.bit),
+            used: 0,
+        };
+        if !self.started {
+            self.started = true;
+            self.t = b.take(64) as i64;
+            self.v = b.take(64 - 7);
+            // 121 bits are guaranteed valid: reload for the last 7.
+            self.bit += b.used as usize;
+            b = Bits {
+                w: window(self.bytes, self.bit),
+                used: 0,
+            };
+            self.v = (self.v << 7) | b.take(7);
         } else {
-            let dod = self.read_dod()?;
+            let dod = Self::read_dod(&mut b);
+            if b.used > 121 - 77 {
+                // A 64-bit delta-of-delta: reload before the value.
+                self.bit += b.used as usize;
+                b = Bits {
+                    w: window(self.bytes, self.bit),
+                    used: 0,
+                };
+            }
             self.delta += dod;
             self.t += self.delta;
-            self.v = self.read_xor()?;
+            self.read_xor(&mut b);
         }
-        self.read += 1;
-        self.left -= 1;
+        self.bit += b.used as usize;
         Some((self.t, f64::from_bits(self.v)))
     }
 
@@ -352,6 +388,54 @@ mod tests {
         ];
         let c = roundtrip(&samples);
         assert!(is_stale(c.iter().nth(3).map(|s| s.1).unwrap_or(0.0)));
+    }
+
+    #[test]
+    fn bucket_edges_and_random_values_roundtrip() {
+        // Delta-of-delta values right at and around each bucket boundary.
+        let dods: [i64; 16] = [
+            0,
+            1,
+            -1,
+            8191,
+            8192,
+            8193,
+            -8191,
+            -8192,
+            65536,
+            65537,
+            -65536,
+            524_288,
+            524_289,
+            -524_288,
+            1 << 40,
+            -(1 << 30),
+        ];
+        let mut x: u64 = 0x1234_5678_9abc_def1;
+        let mut rnd = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let mut samples = Vec::new();
+        let (mut t, mut delta) = (1_000_000_000_000i64, 1000i64);
+        for i in 0..240 {
+            let dod = dods[(rnd() % dods.len() as u64) as usize];
+            // Keep timestamps strictly increasing.
+            if delta + dod > 0 {
+                delta += dod;
+            }
+            t += delta;
+            let v = match i % 4 {
+                0 => f64::from_bits(rnd()),
+                1 => (rnd() % 1000) as f64,
+                2 => samples.last().map_or(0.0, |s: &(i64, f64)| s.1),
+                _ => -((rnd() % 7) as f64) * 0.1,
+            };
+            samples.push((t, v));
+        }
+        roundtrip(&samples);
     }
 
     #[test]

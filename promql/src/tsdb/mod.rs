@@ -100,14 +100,8 @@ impl MemSeries {
     }
 
     fn points(&self, mint: i64, maxt: i64, out: &mut Vec<(i64, f64)>) {
-        for c in &self.sealed {
-            if c.max_t < mint || c.min_t > maxt {
-                continue;
-            }
-            out.extend(c.iter().filter(|(t, _)| *t >= mint && *t <= maxt));
-        }
-        if self.head.count() > 0 && self.head.max_t() >= mint && self.head.min_t() <= maxt {
-            for (t, v) in self.head.iter() {
+        fn take(it: ChunkIter<'_>, mint: i64, maxt: i64, out: &mut Vec<(i64, f64)>) {
+            for (t, v) in it {
                 if t > maxt {
                     break;
                 }
@@ -115,6 +109,23 @@ impl MemSeries {
                     out.push((t, v));
                 }
             }
+        }
+        let overlaps = |min_t: i64, max_t: i64| max_t >= mint && min_t <= maxt;
+        let estimate: usize = self
+            .sealed
+            .iter()
+            .filter(|c| overlaps(c.min_t, c.max_t))
+            .map(|c| c.count as usize)
+            .sum::<usize>()
+            + self.head.count() as usize;
+        out.reserve(estimate);
+        for c in &self.sealed {
+            if overlaps(c.min_t, c.max_t) {
+                take(c.iter(), mint, maxt, out);
+            }
+        }
+        if self.head.count() > 0 && overlaps(self.head.min_t(), self.head.max_t()) {
+            take(self.head.iter(), mint, maxt, out);
         }
     }
 
