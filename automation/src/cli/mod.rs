@@ -5,6 +5,8 @@
 
 use clap::{Parser, Subcommand};
 
+pub mod up;
+
 /// Process exit status shared by every subcommand.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExitCode {
@@ -37,6 +39,9 @@ pub enum Command {
     /// Alert rule files: check them, or run promtool-format rule tests.
     #[command(subcommand)]
     Rules(RulesCommand),
+    /// Start Sluice on the embedded default: a supervised engine on an in-process
+    /// Kafka with demo data. Ctrl-C stops everything.
+    Up(up::UpArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -66,5 +71,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Validate(_args) => anyhow::bail!("validate: not built yet"),
         Command::Rules(_cmd) => anyhow::bail!("rules: not built yet"),
+        Command::Up(args) => up::run(args),
     }
 }
