@@ -4,6 +4,7 @@
 
 pub mod cli;
 pub mod diagnostic;
+pub mod http_client;
 pub mod process;
 pub mod schedule;
 pub mod trigger;

@@ -145,7 +145,7 @@ fn find_engine_bin(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
 }
 
 async fn wait_healthy(base: &str, timeout: Duration) -> anyhow::Result<()> {
-    let client = reqwest::Client::builder()
+    let client = crate::http_client::builder()
         .timeout(Duration::from_secs(2))
         .build()?;
     let deadline = tokio::time::Instant::now() + timeout;
