@@ -2,6 +2,7 @@
 //!
 //! One module per concept; see docs/ for the user-facing reference.
 
+pub mod api;
 pub mod cli;
 pub mod diagnostic;
 pub mod http_client;
