@@ -15,7 +15,7 @@ use promql_parser::parser::{
     AtModifier, Expr, MatrixSelector, Offset, SubqueryExpr, VectorSelector,
 };
 
-use crate::storage::Queryable;
+use crate::storage::{Queryable, WindowSummary};
 use crate::value::{Labels, Sample, Series, Value, is_stale};
 use crate::{aggregate, binary, functions};
 
@@ -313,6 +313,52 @@ fn eval_subquery(ctx: &Ctx, sq: &SubqueryExpr, t: i64) -> Result<RangeVec, EvalE
         series: acc.finish(),
         range_ms: range,
         end_ms: te,
+    })
+}
+
+/// Window summaries of a range vector, for the functions that need no
+/// more than that.
+pub(crate) struct SummaryVec {
+    pub series: Vec<(Labels, WindowSummary)>,
+    pub range_ms: i64,
+    pub end_ms: i64,
+}
+
+/// Like [`eval_range_vec`] but summarised; a plain range selector is
+/// summarised by the store without decoding whole windows.
+pub(crate) fn eval_range_summary(ctx: &Ctx, expr: &Expr, t: i64) -> Result<SummaryVec, EvalError> {
+    let mut inner = expr;
+    while let Expr::Paren(p) = inner {
+        inner = &p.expr;
+    }
+    if let Expr::MatrixSelector(ms) = inner {
+        let vs = &ms.vs;
+        let te = selector_time(ctx, &vs.at, &vs.offset, t);
+        let range = duration_ms(&ms.range);
+        let groups = matcher_groups(vs);
+        let mut series = Vec::new();
+        for g in &groups {
+            series.extend(ctx.q.select_summary(g, te - range + 1, te));
+        }
+        if groups.len() > 1 {
+            let mut seen = std::collections::HashSet::new();
+            series.retain(|(l, _): &(Labels, WindowSummary)| seen.insert(l.clone()));
+        }
+        return Ok(SummaryVec {
+            series,
+            range_ms: range,
+            end_ms: te,
+        });
+    }
+    let rv = eval_range_vec(ctx, expr, t)?;
+    Ok(SummaryVec {
+        series: rv
+            .series
+            .into_iter()
+            .filter_map(|s| Some((s.labels, WindowSummary::from_points(&s.points)?)))
+            .collect(),
+        range_ms: rv.range_ms,
+        end_ms: rv.end_ms,
     })
 }
 

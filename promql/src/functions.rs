@@ -11,9 +11,10 @@ use promql_parser::parser::{Call, Expr};
 
 use crate::aggregate::{kahan_inc, quantile};
 use crate::eval::{
-    Ctx, EvalError, RangeVec, check_unique, eval_range_vec, eval_scalar, eval_string, eval_vector,
-    exec_err, matcher_groups, select_instant,
+    Ctx, EvalError, check_unique, eval_range_summary, eval_range_vec, eval_scalar, eval_string,
+    eval_vector, exec_err, matcher_groups, select_instant,
 };
+use crate::storage::WindowSummary;
 use crate::value::{Labels, Sample, Value};
 
 /// Functions this evaluator implements.
@@ -627,8 +628,49 @@ pub(crate) fn parse_go_float(s: &str) -> Option<f64> {
 
 // ---- range-vector functions ----
 
+/// Range functions computed from a [`WindowSummary`] alone.
+fn summary_fn(ctx: &Ctx, c: &Call, t: i64) -> Result<Vec<Sample>, EvalError> {
+    let name = c.func.name;
+    let sv = eval_range_summary(ctx, arg(c, 0)?, t)?;
+    let (start, end, range) = (sv.end_ms - sv.range_ms, sv.end_ms, sv.range_ms);
+    let mut out = Vec::with_capacity(sv.series.len());
+    for (labels, s) in sv.series {
+        let v = match name {
+            "rate" => extrapolated_rate(&s, start, end, range, true, true),
+            "increase" => extrapolated_rate(&s, start, end, range, true, false),
+            "delta" => extrapolated_rate(&s, start, end, range, false, false),
+            "resets" => Some(s.resets as f64),
+            "count_over_time" => Some(s.count as f64),
+            "present_over_time" => Some(1.0),
+            "last_over_time" => Some(s.last.1),
+            _ => return Err(EvalError::Unsupported(format!("function {name}()"))),
+        };
+        if let Some(v) = v {
+            let labels = if name == "last_over_time" {
+                labels
+            } else {
+                labels.without_name()
+            };
+            out.push(Sample { labels, t, v });
+        }
+    }
+    Ok(out)
+}
+
 fn range_fn(ctx: &Ctx, c: &Call, t: i64) -> Result<Vec<Sample>, EvalError> {
     let name = c.func.name;
+    if matches!(
+        name,
+        "rate"
+            | "increase"
+            | "delta"
+            | "resets"
+            | "count_over_time"
+            | "present_over_time"
+            | "last_over_time"
+    ) {
+        return summary_fn(ctx, c, t);
+    }
     // quantile_over_time takes the scalar first; predict_linear second.
     let (rv, scalar) = match name {
         "quantile_over_time" => {
@@ -643,18 +685,11 @@ fn range_fn(ctx: &Ctx, c: &Call, t: i64) -> Result<Vec<Sample>, EvalError> {
         _ => return Err(EvalError::Unsupported(format!("function {name}()"))),
     };
     let keep_name = matches!(name, "last_over_time" | "first_over_time");
-    let RangeVec {
-        series,
-        range_ms,
-        end_ms,
-    } = rv;
+    let series = rv.series;
     let mut out = Vec::with_capacity(series.len());
     for s in series {
         let p = &s.points;
         let v = match name {
-            "rate" => extrapolated_rate(p, end_ms - range_ms, end_ms, range_ms, true, true),
-            "increase" => extrapolated_rate(p, end_ms - range_ms, end_ms, range_ms, true, false),
-            "delta" => extrapolated_rate(p, end_ms - range_ms, end_ms, range_ms, false, false),
             "irate" => instant_value(p, true),
             "idelta" => instant_value(p, false),
             "deriv" => (p.len() >= 2).then(|| linear_regression(p, p[0].0).0),
@@ -667,13 +702,11 @@ fn range_fn(ctx: &Ctx, c: &Call, t: i64) -> Result<Vec<Sample>, EvalError> {
                     .filter(|w| w[1].1 != w[0].1 && !(w[1].1.is_nan() && w[0].1.is_nan()))
                     .count() as f64,
             ),
-            "resets" => Some(p.windows(2).filter(|w| w[1].1 < w[0].1).count() as f64),
             "avg_over_time" => Some(avg(p)),
             "sum_over_time" => {
                 let (s, c) = p.iter().fold((0.0, 0.0), |(s, c), x| kahan_inc(x.1, s, c));
                 Some(s + c)
             }
-            "count_over_time" => Some(p.len() as f64),
             "min_over_time" => Some(
                 p.iter()
                     .skip(1)
@@ -684,9 +717,7 @@ fn range_fn(ctx: &Ctx, c: &Call, t: i64) -> Result<Vec<Sample>, EvalError> {
                     .skip(1)
                     .fold(p[0].1, |m, x| if x.1 > m || m.is_nan() { x.1 } else { m }),
             ),
-            "last_over_time" => p.last().map(|x| x.1),
             "first_over_time" => p.first().map(|x| x.1),
-            "present_over_time" => Some(1.0),
             "quantile_over_time" => {
                 let mut vals: Vec<f64> = p.iter().map(|x| x.1).collect();
                 Some(quantile(scalar, &mut vals))
@@ -718,30 +749,26 @@ fn range_fn(ctx: &Ctx, c: &Call, t: i64) -> Result<Vec<Sample>, EvalError> {
 /// `rate`, `increase` and `delta`: the change over the window, extrapolated
 /// towards the window's edges exactly as Prometheus does.
 pub(crate) fn extrapolated_rate(
-    p: &[(i64, f64)],
+    s: &WindowSummary,
     range_start: i64,
     range_end: i64,
     range_ms: i64,
     is_counter: bool,
     is_rate: bool,
 ) -> Option<f64> {
-    if p.len() < 2 {
+    if s.count < 2 {
         return None;
     }
-    let (first_t, first_v) = p[0];
-    let (last_t, last_v) = p[p.len() - 1];
+    let (first_t, first_v) = s.first;
+    let (last_t, last_v) = s.last;
     let mut result = last_v - first_v;
     if is_counter {
-        for w in p.windows(2) {
-            if w[1].1 < w[0].1 {
-                result += w[0].1;
-            }
-        }
+        result += s.reset_sum;
     }
     let mut to_start = (first_t - range_start) as f64 / 1000.0;
     let mut to_end = (range_end - last_t) as f64 / 1000.0;
     let sampled = (last_t - first_t) as f64 / 1000.0;
-    let avg_step = sampled / (p.len() - 1) as f64;
+    let avg_step = sampled / (s.count - 1) as f64;
     let threshold = avg_step * 1.1;
     if to_start >= threshold {
         to_start = avg_step / 2.0;
@@ -867,9 +894,10 @@ mod tests {
         let p: Vec<_> = (1..=4).map(|i| (i * 15_000, 10.0 * i as f64)).collect();
         // 30 increase over 45s sampled; extrapolate 15s at start (capped by
         // zero point: 10/30*45 = 15s) and 0 at end → 40 over 60s.
-        let inc = extrapolated_rate(&p, 0, 60_000, 60_000, true, false).expect("value");
+        let s = WindowSummary::from_points(&p).expect("points");
+        let inc = extrapolated_rate(&s, 0, 60_000, 60_000, true, false).expect("value");
         assert!((inc - 40.0).abs() < 1e-9, "{inc}");
-        let rate = extrapolated_rate(&p, 0, 60_000, 60_000, true, true).expect("value");
+        let rate = extrapolated_rate(&s, 0, 60_000, 60_000, true, true).expect("value");
         assert!((rate - 40.0 / 60.0).abs() < 1e-9, "{rate}");
     }
 
@@ -878,7 +906,8 @@ mod tests {
         let p = vec![(10_000, 5.0), (20_000, 8.0), (30_000, 2.0), (40_000, 4.0)];
         // raw delta -1, plus 8 at the reset = 7 over 30s; no extrapolation
         // beyond half a step at the start: window (5s, 40s].
-        let inc = extrapolated_rate(&p, 5_000, 40_000, 35_000, true, false).expect("value");
+        let s = WindowSummary::from_points(&p).expect("points");
+        let inc = extrapolated_rate(&s, 5_000, 40_000, 35_000, true, false).expect("value");
         assert!((inc - 7.0 * (35.0 / 30.0)).abs() < 1e-9, "{inc}");
     }
 

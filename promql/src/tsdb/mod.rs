@@ -16,8 +16,8 @@ use promql_parser::label::{MatchOp, Matcher};
 
 pub use chunk::{Chunk, ChunkIter, ChunkWriter};
 
-use crate::storage::{Queryable, matches_all};
-use crate::value::{Labels, STALE_NAN, Sample, Series};
+use crate::storage::{Queryable, WindowSummary, matches_all};
+use crate::value::{Labels, STALE_NAN, Sample, Series, is_stale};
 
 /// Samples per chunk before it is sealed. Larger chunks amortise the chunk
 /// header; 240 at a 1 s scrape is four minutes.
@@ -127,6 +127,58 @@ impl MemSeries {
         if self.head.count() > 0 && overlaps(self.head.min_t(), self.head.max_t()) {
             take(self.head.iter(), mint, maxt, out);
         }
+    }
+
+    /// Summary of the samples in `[mint, maxt]`, stale markers excluded;
+    /// chunks lying wholly inside the window are not decoded.
+    fn summary(&self, mint: i64, maxt: i64) -> Option<WindowSummary> {
+        fn add(acc: &mut Option<WindowSummary>, t: i64, v: f64) {
+            if is_stale(v) {
+                return;
+            }
+            match acc {
+                Some(a) => a.push(t, v),
+                None => *acc = Some(WindowSummary::new(t, v)),
+            }
+        }
+        fn add_summary(acc: &mut Option<WindowSummary>, s: WindowSummary) {
+            match acc {
+                Some(a) => a.merge(&s),
+                None => *acc = Some(s),
+            }
+        }
+        let mut acc = None;
+        let chunks = self
+            .sealed
+            .iter()
+            .map(|c| (c.min_t, c.max_t, c.summary(), c.iter()))
+            .chain((self.head.count() > 0).then(|| {
+                (
+                    self.head.min_t(),
+                    self.head.max_t(),
+                    self.head.summary(),
+                    self.head.iter(),
+                )
+            }));
+        for (min_t, max_t, summary, it) in chunks {
+            if max_t < mint || min_t > maxt {
+                continue;
+            }
+            match summary {
+                Some(s) if min_t >= mint && max_t <= maxt => add_summary(&mut acc, s),
+                _ => {
+                    for (t, v) in it {
+                        if t > maxt {
+                            break;
+                        }
+                        if t >= mint {
+                            add(&mut acc, t, v);
+                        }
+                    }
+                }
+            }
+        }
+        acc
     }
 
     fn last_in(&self, mint: i64, maxt: i64) -> Option<(i64, f64)> {
@@ -462,6 +514,22 @@ impl Queryable for MemStorage {
         out
     }
 
+    fn select_summary(
+        &self,
+        matchers: &[Matcher],
+        mint_ms: i64,
+        maxt_ms: i64,
+    ) -> Vec<(Labels, WindowSummary)> {
+        let entries = read(&self.index).matching(matchers);
+        entries
+            .into_iter()
+            .filter_map(|e| {
+                let s = lock(&e.data).summary(mint_ms, maxt_ms)?;
+                Some((e.labels.clone(), s))
+            })
+            .collect()
+    }
+
     fn select_last(&self, matchers: &[Matcher], mint_ms: i64, maxt_ms: i64) -> Vec<Sample> {
         let entries = read(&self.index).matching(matchers);
         entries
@@ -496,7 +564,6 @@ fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::value::is_stale;
 
     fn m(op: MatchOp, name: &str, value: &str) -> Matcher {
         Matcher::new(op, name, value)
@@ -616,6 +683,42 @@ mod tests {
         assert!(st.samples >= 600, "{st:?}");
         let sel = s.select(&[m(MatchOp::Equal, "__name__", "kept")], 0, i64::MAX);
         assert_eq!(sel[0].points.last().map(|p| p.0), Some(3_599_000));
+    }
+
+    #[test]
+    fn window_summaries_match_decoded_windows() {
+        // Counter with resets and stale markers spanning several chunks.
+        let s = MemStorage::new(Duration::from_secs(86_400));
+        let l = Labels::new([("__name__", "c_total")]);
+        let mut v = 0.0;
+        for i in 0..1000i64 {
+            if i % 97 == 0 {
+                v = 0.0; // reset
+            } else {
+                v += (i % 7) as f64;
+            }
+            let r = if i % 311 == 5 {
+                s.append_stale(&l, i * 1000)
+            } else {
+                s.append(&l, i * 1000, v)
+            };
+            r.expect("append");
+        }
+        let m = [Matcher::new(MatchOp::Equal, "__name__", "c_total")];
+        for (mint, maxt) in [
+            (0, 999_000),
+            (1, 300_000),
+            (240_000, 479_000),
+            (239_000, 480_000),
+            (700_000, 1_000_000),
+            (305_000, 317_000),
+            (5_000, 5_000),
+        ] {
+            let pts = &s.select(&m, mint, maxt)[0].points;
+            let want = WindowSummary::from_points(pts);
+            let got = s.select_summary(&m, mint, maxt).first().map(|x| x.1);
+            assert_eq!(got, want, "window [{mint}, {maxt}]");
+        }
     }
 
     #[test]
