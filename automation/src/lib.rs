@@ -5,6 +5,7 @@
 pub mod api;
 pub mod cli;
 pub mod diagnostic;
+pub mod dispatch;
 pub mod http_client;
 pub mod process;
 pub mod schedule;
