@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod auth;
 pub mod error;
+pub mod signature;
 
 pub use audit::{AuditEvent, AuditSink, JsonlAuditLog, MemoryAuditLog};
 pub use auth::{Principal, Role, TokenSet};
