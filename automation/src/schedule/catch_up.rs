@@ -22,8 +22,9 @@ pub enum Due {
     Wait { next: DateTime<Utc> },
     /// Run now for the fire scheduled at `scheduled` (on time, within the grace period).
     Fire { scheduled: DateTime<Utc> },
-    /// Fires were missed. `run` is the fire to run now under `catch_up: once`,
-    /// or `None` under `catch_up: skip`. `missed` counts them (bounded by the scan limit).
+    /// Several fires fell in (last, now], or one fell too long ago. `missed`
+    /// counts them all (bounded by the scan limit); `run` is the one to run now:
+    /// the latest under `catch_up: once`, under `skip` only if it is on time.
     Missed {
         missed: u32,
         latest: DateTime<Utc>,
@@ -74,28 +75,20 @@ pub fn due(
             None => break,
         }
     }
-    if missed == 1 && now - latest <= grace {
+    let on_time = now - latest <= grace;
+    if missed == 1 && on_time {
         return Due::Fire { scheduled: latest };
     }
-    // The latest fire may still be on time even though earlier ones were missed.
-    let on_time = now - latest <= grace;
-    let missed_before_latest = if on_time { missed - 1 } else { missed };
-    match catch_up {
-        CatchUp::Skip if on_time => Due::Missed {
-            missed: missed_before_latest,
-            latest,
-            run: Some(latest),
-        },
-        CatchUp::Skip => Due::Missed {
-            missed,
-            latest,
-            run: None,
-        },
-        CatchUp::Once => Due::Missed {
-            missed: missed_before_latest.max(1),
-            latest,
-            run: Some(latest),
-        },
+    // The latest fire may still be on time even though earlier ones were missed:
+    // it runs as usual under either policy.
+    let run = match catch_up {
+        CatchUp::Skip => on_time.then_some(latest),
+        CatchUp::Once => Some(latest),
+    };
+    Due::Missed {
+        missed,
+        latest,
+        run,
     }
 }
 

@@ -8,6 +8,7 @@
 //! after the gap, and a time repeated by a fall-back overlap fires once.
 
 mod catch_up;
+pub mod scheduler;
 
 pub use catch_up::{CatchUp, Due, due};
 

@@ -174,7 +174,7 @@ fn on_time_fire_after_an_outage_still_runs_under_skip() {
     assert_eq!(
         due(&s, Some(last), now, grace(), CatchUp::Skip),
         Due::Missed {
-            missed: 2,
+            missed: 3,
             latest: utc("2026-11-26T02:00:00Z"),
             run: Some(utc("2026-11-26T02:00:00Z"))
         }
