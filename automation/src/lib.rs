@@ -2,11 +2,15 @@
 //!
 //! One module per concept; see docs/ for the user-facing reference.
 
+pub mod alert;
 pub mod api;
 pub mod cli;
 pub mod diagnostic;
 pub mod dispatch;
+pub mod gotmpl;
 pub mod http_client;
 pub mod process;
+pub mod rules;
 pub mod schedule;
+pub mod scrape;
 pub mod trigger;

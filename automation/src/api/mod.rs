@@ -1,6 +1,7 @@
 //! The HTTP API of the automation service: bearer tokens with roles, an audit
 //! log of every mutation, one error type, bounded bodies.
 
+pub mod alertmanager;
 pub mod audit;
 pub mod auth;
 pub mod error;

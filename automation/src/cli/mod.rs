@@ -5,6 +5,7 @@
 
 use clap::{Parser, Subcommand};
 
+pub mod rules;
 pub mod up;
 
 /// Process exit status shared by every subcommand.
@@ -70,7 +71,7 @@ pub enum RulesCommand {
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Validate(_args) => anyhow::bail!("validate: not built yet"),
-        Command::Rules(_cmd) => anyhow::bail!("rules: not built yet"),
+        Command::Rules(cmd) => rules::run(cmd),
         Command::Up(args) => up::run(args),
     }
 }
