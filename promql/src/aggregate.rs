@@ -90,6 +90,56 @@ pub(crate) fn format_float(v: f64) -> String {
     }
 }
 
+/// Assigns samples to aggregation groups by their `by`/`without` labels,
+/// hashing the relevant labels in place and building a key label set only
+/// once per group.
+pub(crate) struct Grouper<'a> {
+    modifier: &'a Option<LabelModifier>,
+    index: HashMap<u64, Vec<usize>>,
+    keys: Vec<Labels>,
+}
+
+impl<'a> Grouper<'a> {
+    pub fn new(modifier: &'a Option<LabelModifier>) -> Self {
+        Self {
+            modifier,
+            index: HashMap::new(),
+            keys: Vec::new(),
+        }
+    }
+
+    fn keep(modifier: &Option<LabelModifier>, n: &str) -> bool {
+        match modifier {
+            None => false,
+            Some(LabelModifier::Include(by)) => by.labels.iter().any(|b| b == n),
+            Some(LabelModifier::Exclude(without)) => {
+                n != METRIC_NAME && !without.labels.iter().any(|w| w == n)
+            }
+        }
+    }
+
+    /// The group index of `l`, and whether the group is new.
+    pub fn group(&mut self, l: &Labels) -> (usize, bool) {
+        let m = self.modifier;
+        let fp = l.fingerprint_filtered(|n| Self::keep(m, n));
+        let ids = self.index.entry(fp).or_default();
+        if let Some(&i) = ids
+            .iter()
+            .find(|&&i| self.keys[i].equals_filtered(l, |n| Self::keep(m, n)))
+        {
+            return (i, false);
+        }
+        let i = self.keys.len();
+        self.keys.push(l.filter(|n| Self::keep(m, n)));
+        ids.push(i);
+        (i, true)
+    }
+
+    pub fn key(&self, i: usize) -> &Labels {
+        &self.keys[i]
+    }
+}
+
 #[derive(Default)]
 struct Group {
     labels: Labels,
@@ -170,15 +220,13 @@ pub(crate) fn eval(ctx: &Ctx, a: &AggregateExpr, t: i64) -> Result<Value, EvalEr
     };
 
     let mut groups: Vec<Group> = Vec::new();
-    let mut index: HashMap<Labels, usize> = HashMap::new();
+    let mut grouper = Grouper::new(&a.modifier);
     for s in &input {
-        let k = key(&s.labels);
         let f = s.v;
-        let gi = match index.entry(k) {
-            Entry::Occupied(e) => *e.get(),
-            Entry::Vacant(e) => {
-                let labels = e.key().clone();
-                e.insert(groups.len());
+        let gi = match grouper.group(&s.labels) {
+            (i, false) => i,
+            (i, true) => {
+                let labels = grouper.key(i).clone();
                 let mut g = Group {
                     labels,
                     count: 1.0,

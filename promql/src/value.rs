@@ -4,7 +4,7 @@
 use std::cmp::Ordering;
 use std::fmt;
 use std::hash::{Hash, Hasher};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 /// The label that carries the metric name.
 pub const METRIC_NAME: &str = "__name__";
@@ -23,13 +23,19 @@ pub fn is_stale(v: f64) -> bool {
 
 /// A sorted, de-duplicated set of label pairs (including `__name__`).
 ///
-/// Cloning is an `Arc` bump; the fingerprint is computed once.
+/// Cloning is an `Arc` bump; the fingerprint is computed once. Names and
+/// values are shared `Arc<str>`s, so derived label sets (without the name,
+/// a `by` subset) do not copy strings. The name-less variant, which every
+/// function application needs, is computed once and cached.
 #[derive(Clone)]
 pub struct Labels(Arc<Inner>);
 
+type Pair = (Arc<str>, Arc<str>);
+
 struct Inner {
-    pairs: Box<[(String, String)]>,
+    pairs: Box<[Pair]>,
     fingerprint: u64,
+    without_name: OnceLock<Labels>,
 }
 
 const FNV_OFFSET: u64 = 14_695_981_039_346_656_037;
@@ -48,14 +54,14 @@ impl Labels {
     /// Builds a label set from pairs in any order. Empty values are dropped
     /// (in PromQL a label with an empty value does not exist); for a repeated
     /// name the last value wins.
-    pub fn new<N: Into<String>, V: Into<String>>(pairs: impl IntoIterator<Item = (N, V)>) -> Self {
-        let mut v: Vec<(String, String)> = pairs
+    pub fn new<N: AsRef<str>, V: AsRef<str>>(pairs: impl IntoIterator<Item = (N, V)>) -> Self {
+        let mut v: Vec<Pair> = pairs
             .into_iter()
-            .map(|(n, v)| (n.into(), v.into()))
+            .map(|(n, v)| (Arc::from(n.as_ref()), Arc::from(v.as_ref())))
             .collect();
         // Stable sort keeps insertion order among equal names; keep the last.
         v.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut out: Vec<(String, String)> = Vec::with_capacity(v.len());
+        let mut out: Vec<Pair> = Vec::with_capacity(v.len());
         for p in v {
             match out.last_mut() {
                 Some(last) if last.0 == p.0 => *last = p,
@@ -72,7 +78,7 @@ impl Labels {
     }
 
     /// Builds from pairs already sorted by name, unique, with no empty values.
-    fn from_sorted(pairs: Vec<(String, String)>) -> Self {
+    fn from_sorted(pairs: Vec<Pair>) -> Self {
         // Same algorithm as Prometheus' model.LabelSet.Fingerprint (FNV-1a over
         // name, 0xff, value, 0xff), so fingerprints match Alertmanager's.
         let mut h = FNV_OFFSET;
@@ -85,6 +91,7 @@ impl Labels {
         Labels(Arc::new(Inner {
             pairs: pairs.into_boxed_slice(),
             fingerprint: h,
+            without_name: OnceLock::new(),
         }))
     }
 
@@ -97,9 +104,9 @@ impl Labels {
     pub fn get(&self, name: &str) -> Option<&str> {
         self.0
             .pairs
-            .binary_search_by(|(n, _)| n.as_str().cmp(name))
+            .binary_search_by(|(n, _)| n.as_ref().cmp(name))
             .ok()
-            .map(|i| self.0.pairs[i].1.as_str())
+            .map(|i| self.0.pairs[i].1.as_ref())
     }
 
     /// The metric name (`__name__`), if any.
@@ -109,7 +116,7 @@ impl Labels {
 
     /// Label pairs in name order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.0.pairs.iter().map(|(n, v)| (n.as_str(), v.as_str()))
+        self.0.pairs.iter().map(|(n, v)| (n.as_ref(), v.as_ref()))
     }
 
     /// Number of labels.
@@ -134,30 +141,30 @@ impl Labels {
 
     /// A copy with `name` set to `value` (removed when `value` is empty).
     pub fn with(&self, name: &str, value: &str) -> Self {
-        let mut v: Vec<(String, String)> = self
+        let mut v: Vec<Pair> = self
             .0
             .pairs
             .iter()
-            .filter(|(n, _)| n != name)
+            .filter(|(n, _)| n.as_ref() != name)
             .cloned()
             .collect();
         if !value.is_empty() {
-            let pos = v.partition_point(|(n, _)| n.as_str() < name);
-            v.insert(pos, (name.to_string(), value.to_string()));
+            let pos = v.partition_point(|(n, _)| n.as_ref() < name);
+            v.insert(pos, (Arc::from(name), Arc::from(value)));
         }
         Self::from_sorted(v)
     }
 
     /// A copy keeping only the labels for which `keep` is true.
     pub fn filter(&self, mut keep: impl FnMut(&str) -> bool) -> Self {
-        if self.0.pairs.iter().all(|(n, _)| keep(n)) {
+        if self.0.pairs.iter().all(|(n, _)| keep(n.as_ref())) {
             return self.clone();
         }
         Self::from_sorted(
             self.0
                 .pairs
                 .iter()
-                .filter(|(n, _)| keep(n))
+                .filter(|(n, _)| keep(n.as_ref()))
                 .cloned()
                 .collect(),
         )
@@ -168,7 +175,38 @@ impl Labels {
         if self.get(METRIC_NAME).is_none() {
             return self.clone();
         }
-        self.filter(|n| n != METRIC_NAME)
+        self.0
+            .without_name
+            .get_or_init(|| self.filter(|n| n != METRIC_NAME))
+            .clone()
+    }
+
+    /// Whether `self` equals `other` restricted to the labels for which
+    /// `keep` is true, without building that restriction.
+    pub fn equals_filtered(&self, other: &Labels, mut keep: impl FnMut(&str) -> bool) -> bool {
+        let mut a = self.iter();
+        let mut b = other.iter().filter(|(n, _)| keep(n));
+        loop {
+            match (a.next(), b.next()) {
+                (None, None) => return true,
+                (Some(x), Some(y)) if x == y => {}
+                _ => return false,
+            }
+        }
+    }
+
+    /// The fingerprint `filter(keep)` would have, without building it.
+    pub fn fingerprint_filtered(&self, mut keep: impl FnMut(&str) -> bool) -> u64 {
+        let mut h = FNV_OFFSET;
+        for (n, v) in self.iter() {
+            if keep(n) {
+                h = fnv_add(h, n.as_bytes());
+                h = fnv_add(h, &[SEPARATOR]);
+                h = fnv_add(h, v.as_bytes());
+                h = fnv_add(h, &[SEPARATOR]);
+            }
+        }
+        h
     }
 
     /// Only the labels named in `names`.

@@ -14,14 +14,10 @@ use std::time::Duration;
 
 use promql_parser::label::{MatchOp, Matcher};
 
-pub use chunk::{Chunk, ChunkIter, ChunkWriter};
+pub use chunk::{CHUNK_SAMPLES, Chunk, ChunkIter, ChunkWriter};
 
 use crate::storage::{Queryable, WindowSummary, matches_all};
-use crate::value::{Labels, STALE_NAN, Sample, Series, is_stale};
-
-/// Samples per chunk before it is sealed. Larger chunks amortise the chunk
-/// header; 240 at a 1 s scrape is four minutes.
-const CHUNK_SAMPLES: u16 = 240;
+use crate::value::{Labels, STALE_NAN, Sample, Series};
 
 /// Why an append was refused.
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -78,7 +74,7 @@ impl MemSeries {
                 });
             }
         }
-        if self.head.count() >= CHUNK_SAMPLES {
+        if self.head.is_full(t) {
             let full = std::mem::take(&mut self.head);
             self.sealed.push_back(full.seal());
         }
@@ -89,7 +85,7 @@ impl MemSeries {
 
     /// Drops sealed chunks that end before `cutoff`; true when nothing is left.
     fn truncate(&mut self, cutoff: i64) -> bool {
-        while self.sealed.front().is_some_and(|c| c.max_t < cutoff) {
+        while self.sealed.front().is_some_and(|c| c.max_t() < cutoff) {
             self.sealed.pop_front();
         }
         if self.sealed.is_empty() && self.head.count() > 0 && self.head.max_t() < cutoff {
@@ -114,13 +110,13 @@ impl MemSeries {
         let estimate: usize = self
             .sealed
             .iter()
-            .filter(|c| overlaps(c.min_t, c.max_t))
-            .map(|c| c.count as usize)
+            .filter(|c| overlaps(c.min_t(), c.max_t()))
+            .map(|c| c.count() as usize)
             .sum::<usize>()
             + self.head.count() as usize;
         out.reserve(estimate);
         for c in &self.sealed {
-            if overlaps(c.min_t, c.max_t) {
+            if overlaps(c.min_t(), c.max_t()) {
                 take(c.iter(), mint, maxt, out);
             }
         }
@@ -130,54 +126,13 @@ impl MemSeries {
     }
 
     /// Summary of the samples in `[mint, maxt]`, stale markers excluded;
-    /// chunks lying wholly inside the window are not decoded.
+    /// chunk parts lying wholly inside the window are not decoded.
     fn summary(&self, mint: i64, maxt: i64) -> Option<WindowSummary> {
-        fn add(acc: &mut Option<WindowSummary>, t: i64, v: f64) {
-            if is_stale(v) {
-                return;
-            }
-            match acc {
-                Some(a) => a.push(t, v),
-                None => *acc = Some(WindowSummary::new(t, v)),
-            }
-        }
-        fn add_summary(acc: &mut Option<WindowSummary>, s: WindowSummary) {
-            match acc {
-                Some(a) => a.merge(&s),
-                None => *acc = Some(s),
-            }
-        }
         let mut acc = None;
-        let chunks = self
-            .sealed
-            .iter()
-            .map(|c| (c.min_t, c.max_t, c.summary(), c.iter()))
-            .chain((self.head.count() > 0).then(|| {
-                (
-                    self.head.min_t(),
-                    self.head.max_t(),
-                    self.head.summary(),
-                    self.head.iter(),
-                )
-            }));
-        for (min_t, max_t, summary, it) in chunks {
-            if max_t < mint || min_t > maxt {
-                continue;
-            }
-            match summary {
-                Some(s) if min_t >= mint && max_t <= maxt => add_summary(&mut acc, s),
-                _ => {
-                    for (t, v) in it {
-                        if t > maxt {
-                            break;
-                        }
-                        if t >= mint {
-                            add(&mut acc, t, v);
-                        }
-                    }
-                }
-            }
+        for c in &self.sealed {
+            c.summarize(mint, maxt, &mut acc);
         }
+        self.head.summarize(mint, maxt, &mut acc);
         acc
     }
 
@@ -206,10 +161,10 @@ impl MemSeries {
             return Some(f);
         }
         for c in self.sealed.iter().rev() {
-            if c.min_t > maxt {
+            if c.min_t() > maxt {
                 continue;
             }
-            if c.max_t < mint {
+            if c.max_t() < mint {
                 break;
             }
             if let Some(f) = scan(c.iter(), mint, maxt) {
@@ -220,7 +175,11 @@ impl MemSeries {
     }
 
     fn stats(&self) -> (usize, usize) {
-        let samples = self.sealed.iter().map(|c| c.count as usize).sum::<usize>()
+        let samples = self
+            .sealed
+            .iter()
+            .map(|c| c.count() as usize)
+            .sum::<usize>()
             + self.head.count() as usize;
         let bytes = self.sealed.iter().map(Chunk::bytes).sum::<usize>()
             + self.head.bytes()
@@ -564,6 +523,7 @@ fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::value::is_stale;
 
     fn m(op: MatchOp, name: &str, value: &str) -> Matcher {
         Matcher::new(op, name, value)
@@ -705,17 +665,34 @@ mod tests {
             r.expect("append");
         }
         let m = [Matcher::new(MatchOp::Equal, "__name__", "c_total")];
-        for (mint, maxt) in [
-            (0, 999_000),
-            (1, 300_000),
-            (240_000, 479_000),
-            (239_000, 480_000),
-            (700_000, 1_000_000),
-            (305_000, 317_000),
-            (5_000, 5_000),
-        ] {
-            let pts = &s.select(&m, mint, maxt)[0].points;
-            let want = WindowSummary::from_points(pts);
+        let mut windows = vec![(0, 999_000), (5_000, 5_000)];
+        // Edges of chunks and of their checkpoint halves, and random windows.
+        let half = i64::from(CHUNK_SAMPLES / 2) * 1000;
+        for k in 1..7 {
+            let e = k * half;
+            windows.extend([
+                (e - 1000, e),
+                (e, e + 60_000),
+                (e + 1, 999_000),
+                (e - 30_000, e + 30_000),
+            ]);
+        }
+        let mut x: u64 = 42;
+        for _ in 0..300 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let a = (x % 1_000_000) as i64;
+            let len = ((x >> 20) % 400_000) as i64;
+            windows.push((a, a + len));
+        }
+        for (mint, maxt) in windows {
+            let pts = s
+                .select(&m, mint, maxt)
+                .first()
+                .map(|s| s.points.clone())
+                .unwrap_or_default();
+            let want = WindowSummary::from_points(&pts);
             let got = s.select_summary(&m, mint, maxt).first().map(|x| x.1);
             assert_eq!(got, want, "window [{mint}, {maxt}]");
         }
