@@ -4,7 +4,7 @@
 use std::cmp::Ordering;
 use std::fmt;
 use std::hash::{Hash, Hasher};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 /// The label that carries the metric name.
 pub const METRIC_NAME: &str = "__name__";
@@ -25,8 +25,9 @@ pub fn is_stale(v: f64) -> bool {
 ///
 /// Cloning is an `Arc` bump; the fingerprint is computed once. Names and
 /// values are shared `Arc<str>`s, so derived label sets (without the name,
-/// a `by` subset) do not copy strings. The name-less variant, which every
-/// function application needs, is computed once and cached.
+/// a `by` subset) do not copy strings. Stores build series labels with
+/// [`Labels::with_cached_variants`], so the name-less variant every function
+/// application needs is not rebuilt at each evaluation.
 #[derive(Clone)]
 pub struct Labels(Arc<Inner>);
 
@@ -35,7 +36,7 @@ type Pair = (Arc<str>, Arc<str>);
 struct Inner {
     pairs: Box<[Pair]>,
     fingerprint: u64,
-    without_name: OnceLock<Labels>,
+    without_name: Option<Labels>,
 }
 
 const FNV_OFFSET: u64 = 14_695_981_039_346_656_037;
@@ -91,7 +92,7 @@ impl Labels {
         Labels(Arc::new(Inner {
             pairs: pairs.into_boxed_slice(),
             fingerprint: h,
-            without_name: OnceLock::new(),
+            without_name: None,
         }))
     }
 
@@ -175,10 +176,22 @@ impl Labels {
         if self.get(METRIC_NAME).is_none() {
             return self.clone();
         }
-        self.0
-            .without_name
-            .get_or_init(|| self.filter(|n| n != METRIC_NAME))
-            .clone()
+        match &self.0.without_name {
+            Some(l) => l.clone(),
+            None => self.filter(|n| n != METRIC_NAME),
+        }
+    }
+
+    /// The same label set, carrying its name-less variant precomputed.
+    pub fn with_cached_variants(&self) -> Self {
+        if self.0.without_name.is_some() || self.get(METRIC_NAME).is_none() {
+            return self.clone();
+        }
+        Labels(Arc::new(Inner {
+            pairs: self.0.pairs.clone(),
+            fingerprint: self.0.fingerprint,
+            without_name: Some(self.filter(|n| n != METRIC_NAME)),
+        }))
     }
 
     /// Whether `self` equals `other` restricted to the labels for which

@@ -216,7 +216,7 @@ impl Index {
     fn insert(&mut self, labels: &Labels) -> Arc<Entry> {
         let id = self.series.len() as u32;
         let entry = Arc::new(Entry {
-            labels: labels.clone(),
+            labels: labels.with_cached_variants(),
             data: Mutex::new(MemSeries::new()),
         });
         self.series.push(Some(entry.clone()));
