@@ -194,6 +194,28 @@ fn main() {
         ms(times[times.len() - 1]),
         ms(walls[walls.len() / 2])
     );
+    // The same round on two threads (rules split in halves), wall time.
+    let mut par = Vec::new();
+    for _ in 0..rounds {
+        let start = Instant::now();
+        std::thread::scope(|sc| {
+            for half in exprs.chunks(exprs.len().div_ceil(2)) {
+                let (ev, db) = (&ev, &db);
+                sc.spawn(move || {
+                    for e in half {
+                        let _ = ev.instant(db, e, now).expect("evaluates");
+                    }
+                });
+            }
+        });
+        par.push(start.elapsed());
+    }
+    par.sort();
+    println!(
+        "eval round on 2 threads: wall min {:.1} ms, median {:.1} ms",
+        ms(par[0]),
+        ms(par[par.len() / 2])
+    );
     // Storage alone: the 5m windows of one counter metric.
     let m = promql_parser::label::Matcher::new(
         promql_parser::label::MatchOp::Equal,
