@@ -77,22 +77,32 @@ pub const CHUNK_SAMPLES: u16 = 300;
 /// window starting in the second half does not decode the first.
 const MID: u16 = CHUNK_SAMPLES / 2;
 
-/// Decoder state just before sample `MID`, plus the summary of samples
-/// `MID..` (resets counted between those samples only).
+/// Indexes of the extra checkpoints the open (head) chunk keeps, so short
+/// windows at its end decode little; sealed chunks keep only `MID`.
+const QUARTERS: [u16; 2] = [MID / 2, MID + MID / 2];
+
+/// Decoder state just before some sample: resume decoding there.
 #[derive(Debug, Clone, Copy, Default)]
-struct Mid {
-    /// Value bits of sample `MID - 1`.
+struct Checkpoint {
+    /// Value bits of the previous sample.
     v: u64,
-    reset_sum: f64,
-    /// Timestamp of sample `MID - 1`, as an offset from the chunk's first.
+    /// Timestamp of the previous sample, as an offset from the chunk's first.
     t_off: u32,
     delta: i32,
-    /// Bit offset of sample `MID`; 0 when there is no checkpoint.
+    /// Bit offset of the sample; 0 when there is no checkpoint.
     bit: u16,
-    resets: u16,
-    stale: u16,
     leading: u8,
     trailing: u8,
+}
+
+/// The checkpoint before sample `MID`, plus the summary of samples `MID..`
+/// (resets counted between those samples only).
+#[derive(Debug, Clone, Copy, Default)]
+struct Mid {
+    cp: Checkpoint,
+    reset_sum: f64,
+    resets: u16,
+    stale: u16,
 }
 
 /// Running facts about a chunk's samples that let a window covering all
@@ -118,6 +128,7 @@ pub struct ChunkWriter {
     leading: u8,
     trailing: u8,
     facts: Facts,
+    quarters: [Checkpoint; 2],
 }
 
 impl Default for ChunkWriter {
@@ -132,6 +143,7 @@ impl Default for ChunkWriter {
             leading: u8::MAX,
             trailing: 0,
             facts: Facts::default(),
+            quarters: [Checkpoint::default(); 2],
         }
     }
 }
@@ -142,24 +154,29 @@ impl ChunkWriter {
         let bits = v.to_bits();
         let f = &mut self.facts;
         let stale = is_stale(v);
-        if self.count == MID {
+        if self.count == MID || QUARTERS.contains(&self.count) {
             let bit = self.w.bits();
             if let (Ok(bit), Ok(delta), Ok(t_off)) = (
                 u16::try_from(bit),
                 i32::try_from(self.delta),
                 u32::try_from(self.t - self.min_t),
             ) {
-                f.mid = Mid {
-                    t_off,
+                let cp = Checkpoint {
                     v: self.v,
-                    reset_sum: 0.0,
+                    t_off,
                     delta,
                     bit,
-                    resets: 0,
-                    stale: 0,
                     leading: self.leading,
                     trailing: self.trailing,
                 };
+                if self.count == MID {
+                    f.mid = Mid {
+                        cp,
+                        ..Mid::default()
+                    };
+                } else if let Some(i) = QUARTERS.iter().position(|q| *q == self.count) {
+                    self.quarters[i] = cp;
+                }
             }
         }
         if stale {
@@ -266,12 +283,18 @@ impl ChunkWriter {
             max_t: self.t,
             last_v: f64::from_bits(self.v),
             facts: &self.facts,
+            quarters: Some(&self.quarters),
         }
     }
 
     /// Adds the samples in `[mint, maxt]` (stale markers excluded) to `acc`.
     pub fn summarize(&self, mint: i64, maxt: i64, acc: &mut Option<WindowSummary>) {
         self.view().summarize(mint, maxt, acc);
+    }
+
+    /// Appends the samples in `[mint, maxt]` (stale markers included) to `out`.
+    pub fn points(&self, mint: i64, maxt: i64, out: &mut Vec<(i64, f64)>) {
+        self.view().points(mint, maxt, out);
     }
 
     /// Whether a sample at `t` must go into a new chunk: this one is full,
@@ -330,12 +353,18 @@ impl Chunk {
             max_t: self.max_t(),
             last_v: self.last_v,
             facts: &self.facts,
+            quarters: None,
         }
     }
 
     /// Adds the samples in `[mint, maxt]` (stale markers excluded) to `acc`.
     pub fn summarize(&self, mint: i64, maxt: i64, acc: &mut Option<WindowSummary>) {
         self.view().summarize(mint, maxt, acc);
+    }
+
+    /// Appends the samples in `[mint, maxt]` (stale markers included) to `out`.
+    pub fn points(&self, mint: i64, maxt: i64, out: &mut Vec<(i64, f64)>) {
+        self.view().points(mint, maxt, out);
     }
 
     /// Bytes held, including this header.
@@ -352,6 +381,7 @@ struct ChunkView<'a> {
     max_t: i64,
     last_v: f64,
     facts: &'a Facts,
+    quarters: Option<&'a [Checkpoint; 2]>,
 }
 
 fn push(acc: &mut Option<WindowSummary>, t: i64, v: f64) {
@@ -377,22 +407,64 @@ impl<'a> ChunkView<'a> {
     }
 
     fn has_mid(&self) -> bool {
-        self.count > MID && self.facts.mid.bit != 0
+        self.count > MID && self.facts.mid.cp.bit != 0
     }
 
-    /// Iterator over samples `MID..`, resuming at the checkpoint.
-    fn iter_from_mid(&self) -> ChunkIter<'a> {
-        let m = &self.facts.mid;
+    /// Iterator over samples `idx..`, resuming at checkpoint `cp`.
+    fn iter_from(&self, idx: u16, cp: &Checkpoint) -> ChunkIter<'a> {
         ChunkIter {
             bytes: self.bytes,
-            bit: m.bit as usize,
-            left: self.count - MID,
+            bit: cp.bit as usize,
+            left: self.count - idx,
             started: true,
-            t: self.min_t + i64::from(m.t_off),
-            delta: i64::from(m.delta),
-            v: m.v,
-            leading: u32::from(m.leading),
-            trailing: u32::from(m.trailing),
+            t: self.min_t + i64::from(cp.t_off),
+            delta: i64::from(cp.delta),
+            v: cp.v,
+            leading: u32::from(cp.leading),
+            trailing: u32::from(cp.trailing),
+        }
+    }
+
+    /// The latest checkpoint whose preceding samples all lie before `mint`:
+    /// (sample index, checkpoint), or `None` to decode from the start.
+    fn start_for(&self, mint: i64) -> Option<(u16, Checkpoint)> {
+        let mut best = None;
+        let quarters = self.quarters.into_iter().flatten();
+        let all = QUARTERS
+            .iter()
+            .zip(quarters)
+            .map(|(i, cp)| (*i, *cp))
+            .chain(std::iter::once((MID, self.facts.mid.cp)));
+        for (idx, cp) in all {
+            let usable = self.count > idx && cp.bit != 0;
+            if usable
+                && self.min_t + i64::from(cp.t_off) < mint
+                && best.is_none_or(|(b, _)| idx > b)
+            {
+                best = Some((idx, cp));
+            }
+        }
+        best
+    }
+
+    /// Appends the samples in `[mint, maxt]` to `out`, resuming at the
+    /// latest checkpoint before `mint`.
+    fn points(&self, mint: i64, maxt: i64, out: &mut Vec<(i64, f64)>) {
+        if self.count == 0 || self.max_t < mint || self.min_t > maxt {
+            return;
+        }
+        let it = match self.start_for(mint) {
+            Some((idx, cp)) => self.iter_from(idx, &cp),
+            None => self.iter(),
+        };
+        out.reserve(it.size_hint().0);
+        for (t, v) in it {
+            if t > maxt {
+                break;
+            }
+            if t >= mint {
+                out.push((t, v));
+            }
         }
     }
 
@@ -415,8 +487,6 @@ impl<'a> ChunkView<'a> {
                 }
             }
         }
-        let take =
-            |it: ChunkIter<'a>, acc: &mut Option<WindowSummary>| take_in(it, mint, maxt, acc);
         let covers_tail = self.max_t <= maxt;
         if covers_tail && self.min_t >= mint && self.facts.stale == 0 {
             // The whole chunk: no decoding beyond its first sample.
@@ -433,21 +503,17 @@ impl<'a> ChunkView<'a> {
             );
             return;
         }
-        if !self.has_mid() {
-            take(self.iter(), acc);
-            return;
-        }
+        let start = self.start_for(mint);
+        let (start_idx, it) = match &start {
+            Some((idx, cp)) => (*idx, self.iter_from(*idx, cp)),
+            None => (0, self.iter()),
+        };
         let m = &self.facts.mid;
-        if mint > self.min_t + i64::from(m.t_off) {
-            // Nothing before the checkpoint is in the window.
-            take(self.iter_from_mid(), acc);
-            return;
-        }
-        if covers_tail && m.stale == 0 {
-            // Decode the first half, summarise the second.
-            take_in(self.iter().take(MID as usize), mint, maxt, acc);
+        if covers_tail && self.has_mid() && start_idx < MID && m.stale == 0 {
+            // Decode up to the middle, summarise the second half.
+            take_in(it.take((MID - start_idx) as usize), mint, maxt, acc);
             let first = self
-                .iter_from_mid()
+                .iter_from(MID, &m.cp)
                 .next()
                 .unwrap_or((self.max_t, self.last_v));
             merge(
@@ -462,7 +528,7 @@ impl<'a> ChunkView<'a> {
             );
             return;
         }
-        take(self.iter(), acc);
+        take_in(it, mint, maxt, acc);
     }
 }
 

@@ -96,33 +96,10 @@ impl MemSeries {
     }
 
     fn points(&self, mint: i64, maxt: i64, out: &mut Vec<(i64, f64)>) {
-        fn take(it: ChunkIter<'_>, mint: i64, maxt: i64, out: &mut Vec<(i64, f64)>) {
-            for (t, v) in it {
-                if t > maxt {
-                    break;
-                }
-                if t >= mint {
-                    out.push((t, v));
-                }
-            }
-        }
-        let overlaps = |min_t: i64, max_t: i64| max_t >= mint && min_t <= maxt;
-        let estimate: usize = self
-            .sealed
-            .iter()
-            .filter(|c| overlaps(c.min_t(), c.max_t()))
-            .map(|c| c.count() as usize)
-            .sum::<usize>()
-            + self.head.count() as usize;
-        out.reserve(estimate);
         for c in &self.sealed {
-            if overlaps(c.min_t(), c.max_t()) {
-                take(c.iter(), mint, maxt, out);
-            }
+            c.points(mint, maxt, out);
         }
-        if self.head.count() > 0 && overlaps(self.head.min_t(), self.head.max_t()) {
-            take(self.head.iter(), mint, maxt, out);
-        }
+        self.head.points(mint, maxt, out);
     }
 
     /// Summary of the samples in `[mint, maxt]`, stale markers excluded;
@@ -647,54 +624,71 @@ mod tests {
 
     #[test]
     fn window_summaries_match_decoded_windows() {
-        // Counter with resets and stale markers spanning several chunks.
-        let s = MemStorage::new(Duration::from_secs(86_400));
-        let l = Labels::new([("__name__", "c_total")]);
-        let mut v = 0.0;
-        for i in 0..1000i64 {
-            if i % 97 == 0 {
-                v = 0.0; // reset
-            } else {
-                v += (i % 7) as f64;
+        // Counters with resets and stale markers spanning several chunks;
+        // lengths chosen so the open chunk ends before, between and after
+        // its checkpoints.
+        for n in [1000i64, 1080, 1130, 1190, 1240] {
+            let s = MemStorage::new(Duration::from_secs(86_400));
+            let l = Labels::new([("__name__", "c_total")]);
+            let mut v = 0.0;
+            let mut appended = Vec::new();
+            for i in 0..n {
+                if i % 97 == 0 {
+                    v = 0.0; // reset
+                } else {
+                    v += (i % 7) as f64;
+                }
+                let val = if i % 311 == 5 || i == 1170 {
+                    STALE_NAN
+                } else {
+                    v
+                };
+                s.append(&l, i * 1000, val).expect("append");
+                appended.push((i * 1000, val));
             }
-            let r = if i % 311 == 5 {
-                s.append_stale(&l, i * 1000)
-            } else {
-                s.append(&l, i * 1000, v)
-            };
-            r.expect("append");
-        }
-        let m = [Matcher::new(MatchOp::Equal, "__name__", "c_total")];
-        let mut windows = vec![(0, 999_000), (5_000, 5_000)];
-        // Edges of chunks and of their checkpoint halves, and random windows.
-        let half = i64::from(CHUNK_SAMPLES / 2) * 1000;
-        for k in 1..7 {
-            let e = k * half;
-            windows.extend([
-                (e - 1000, e),
-                (e, e + 60_000),
-                (e + 1, 999_000),
-                (e - 30_000, e + 30_000),
-            ]);
-        }
-        let mut x: u64 = 42;
-        for _ in 0..300 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            let a = (x % 1_000_000) as i64;
-            let len = ((x >> 20) % 400_000) as i64;
-            windows.push((a, a + len));
-        }
-        for (mint, maxt) in windows {
-            let pts = s
-                .select(&m, mint, maxt)
-                .first()
-                .map(|s| s.points.clone())
-                .unwrap_or_default();
-            let want = WindowSummary::from_points(&pts);
-            let got = s.select_summary(&m, mint, maxt).first().map(|x| x.1);
-            assert_eq!(got, want, "window [{mint}, {maxt}]");
+            let m = [Matcher::new(MatchOp::Equal, "__name__", "c_total")];
+            let end = n * 1000;
+            let mut windows = vec![(0, end), (5_000, 5_000)];
+            let quarter = i64::from(CHUNK_SAMPLES / 4) * 1000;
+            for k in 1..(n * 1000 / quarter) {
+                let e = k * quarter;
+                windows.extend([
+                    (e - 1000, e),
+                    (e, e + 60_000),
+                    (e + 1, end),
+                    (e - 30_000, e + 30_000),
+                    (e - 1000, end),
+                ]);
+            }
+            let mut x: u64 = 42;
+            for _ in 0..300 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let a = (x % end as u64) as i64;
+                let len = ((x >> 20) % 400_000) as i64;
+                windows.push((a, a + len));
+                windows.push((end - len, end));
+            }
+            for (mint, maxt) in windows {
+                let pts: Vec<(i64, f64)> = s
+                    .select(&m, mint, maxt)
+                    .first()
+                    .map(|s| s.points.clone())
+                    .unwrap_or_default();
+                let raw: Vec<(i64, f64)> = appended
+                    .iter()
+                    .copied()
+                    .filter(|(t, _)| *t >= mint && *t <= maxt)
+                    .collect();
+                assert_eq!(pts.len(), raw.len(), "n={n} window [{mint}, {maxt}]");
+                for (p, r) in pts.iter().zip(&raw) {
+                    assert_eq!((p.0, p.1.to_bits()), (r.0, r.1.to_bits()));
+                }
+                let want = WindowSummary::from_points(&raw);
+                let got = s.select_summary(&m, mint, maxt).first().map(|x| x.1);
+                assert_eq!(got, want, "n={n} window [{mint}, {maxt}]");
+            }
         }
     }
 
