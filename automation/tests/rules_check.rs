@@ -62,3 +62,60 @@ fn bad_rule_files_report_each_problem_at_its_position() {
         }
     }
 }
+
+fn sluice(args: &[&str]) -> (i32, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn cli_exit_codes_follow_promtool() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let good = dir.join("testdata/rules/basic.good.yaml");
+    let bad = dir.join("testdata/rules/parse_error.bad.yaml");
+    let (code, out) = sluice(&["rules", "check", good.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("SUCCESS: 2 rules found"), "{out}");
+    let (code, out) = sluice(&[
+        "rules",
+        "check",
+        good.to_str().unwrap(),
+        bad.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("FAILED:") && out.contains("parse_error.bad.yaml:7:15:"),
+        "{out}"
+    );
+
+    let shipped = dir.join("../alerts/tests/sluice_test.yaml");
+    let (code, out) = sluice(&["rules", "test", shipped.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("  SUCCESS"), "{out}");
+
+    let tmp = std::env::temp_dir().join(format!("sluice-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    let invalid = tmp.join("invalid_test.yaml");
+    std::fs::write(&invalid, "rule_files: [missing.yaml]\ntests: []\n").unwrap();
+    let (code, out) = sluice(&["rules", "test", invalid.to_str().unwrap()]);
+    assert_eq!(code, 2, "{out}");
+    let failing = tmp.join("failing_test.yaml");
+    std::fs::write(
+        &failing,
+        format!(
+            "rule_files: [{}]\ntests:\n  - input_series: [{{series: 'up{{job=\"sluice-engine\"}}', values: '0x5'}}]\n    alert_rule_test: [{{eval_time: 3m, alertname: EngineDown, exp_alerts: []}}]\n",
+            dir.join("../alerts/sluice.yaml").display()
+        ),
+    )
+    .unwrap();
+    let (code, out) = sluice(&["rules", "test", failing.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("alertname: EngineDown, time: 3m"), "{out}");
+    std::fs::remove_dir_all(&tmp).ok();
+}

@@ -8,6 +8,7 @@
 //! and [`crate::scrape::SampleSink`], the way Prometheus's rule manager gets a
 //! `QueryFunc` and an `Appendable`.
 
+pub mod engine;
 pub mod event;
 pub mod fingerprint;
 pub mod group;
@@ -20,6 +21,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+pub use engine::{LocalEngine, RemoteEngine};
 pub use event::{AlertEvent, AlertEventKind, AlertSource};
 pub use fingerprint::fingerprint;
 pub use group::{Group, GroupEvalReport};

@@ -138,9 +138,9 @@ impl AlertingRule {
             value,
         } in res
         {
-            let tlabels = labels_without_name(&metric);
+            // Templates see the series' labels including `__name__`, as in Prometheus.
             let data = AlertData {
-                labels: &tlabels,
+                labels: &metric,
                 external_labels: &tmpl.external_labels,
                 external_url: &tmpl.external_url,
                 value,
@@ -148,7 +148,7 @@ impl AlertingRule {
             let expand = |text: &str| {
                 gotmpl::expand_alert_or_error(&self.name, text, &data, now_secs, Some(&query))
             };
-            let mut labels = tlabels.clone();
+            let mut labels = labels_without_name(&metric);
             for (k, v) in &self.labels {
                 labels.insert(k.clone(), expand(v));
             }

@@ -14,7 +14,7 @@ pub fn run(cmd: RulesCommand) -> anyhow::Result<ExitCode> {
     let mut out = stdout.lock();
     match cmd {
         RulesCommand::Check { files } => Ok(check(&files, &mut out)?),
-        RulesCommand::Test { .. } => anyhow::bail!("rules test: not built yet"),
+        RulesCommand::Test { files } => Ok(crate::rules::unittest::run_files(&files, &mut out)?),
     }
 }
 

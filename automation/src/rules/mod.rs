@@ -4,6 +4,7 @@
 
 pub mod duration;
 mod file;
+pub mod unittest;
 
 pub use file::{
     Rule, RuleFile, RuleGroup, RuleKind, check_rule_file, is_valid_label_name,
@@ -12,8 +13,6 @@ pub use file::{
 
 /// Whether the evaluator supports everything `ast` uses. Rejecting at load time
 /// gives the rule's file:line instead of a failure at every evaluation.
-pub(crate) fn supported(_ast: &promql_parser::parser::Expr) -> Result<(), String> {
-    // The evaluator's own check (sluice_promql::eval::check_supported) is wired in
-    // once the promql crate lands; until then every parseable expression passes.
-    Ok(())
+pub(crate) fn supported(ast: &promql_parser::parser::Expr) -> Result<(), String> {
+    sluice_promql::check_supported(ast)
 }
