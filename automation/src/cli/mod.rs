@@ -5,8 +5,14 @@
 
 use clap::{Parser, Subcommand};
 
+pub mod approve;
+pub mod plan;
 pub mod rules;
+pub mod run;
+pub mod runs;
+pub mod schema;
 pub mod up;
+pub mod validate;
 
 /// Process exit status shared by every subcommand.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,6 +43,16 @@ pub struct Cli {
 pub enum Command {
     /// Validate runbooks, alert rule files and sluice.yaml (files or directories).
     Validate(ValidateArgs),
+    /// Run a runbook now (`--dry-run`: show what it would do).
+    Run(run::RunArgs),
+    /// Print a runbook's resolved steps.
+    Plan(plan::PlanArgs),
+    /// List recent runs, or show one with its steps.
+    Runs(runs::RunsArgs),
+    /// Approve (or `--reject`) the approval a run waits for.
+    Approve(approve::ApproveArgs),
+    /// Print the JSON Schema of runbook files.
+    Schema,
     /// Alert rule files: check them, or run promtool-format rule tests.
     #[command(subcommand)]
     Rules(RulesCommand),
@@ -70,7 +86,12 @@ pub enum RulesCommand {
 /// Runs one parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Validate(_args) => anyhow::bail!("validate: not built yet"),
+        Command::Validate(args) => validate::run(args),
+        Command::Run(args) => run::run(args),
+        Command::Plan(args) => plan::run(args),
+        Command::Runs(args) => runs::run(args),
+        Command::Approve(args) => approve::run(args),
+        Command::Schema => schema::run(),
         Command::Rules(cmd) => rules::run(cmd),
         Command::Up(args) => up::run(args),
     }

@@ -1,0 +1,347 @@
+//! `sluice.yaml`: the service configuration — engine targets, Kafka clusters,
+//! metrics, rule and runbook paths, notification channels, store and API.
+//!
+//! `${NAME}` in any string is replaced by the environment variable `NAME`
+//! (`$${` writes a literal `${`); a missing variable is an error at its
+//! position. Tokens, passwords and webhook URLs are [`Secret`]s.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::diagnostic::Diagnostic;
+use crate::duration::Duration;
+use crate::secret::{Redactor, Secret};
+use crate::yaml::{self, DeError, Node, Pos};
+
+/// The whole service configuration.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Engines by name.
+    #[serde(default)]
+    pub targets: BTreeMap<String, Target>,
+    /// Kafka clusters by name.
+    #[serde(default)]
+    pub kafka: BTreeMap<String, KafkaCluster>,
+    /// Where metrics come from.
+    #[serde(default)]
+    pub metrics: Option<Metrics>,
+    /// Alert rule files or directories.
+    #[serde(default)]
+    pub rules: Vec<PathBuf>,
+    /// Runbook files or directories.
+    #[serde(default)]
+    pub runbooks: Vec<PathBuf>,
+    /// Notification channels by name.
+    #[serde(default)]
+    pub channels: BTreeMap<String, Channel>,
+    /// Run history store: `sqlite://path` (default `sqlite://sluice.db`) or `postgres://…`.
+    #[serde(default)]
+    pub store: Option<Secret>,
+    /// The HTTP API.
+    #[serde(default)]
+    pub api: Api,
+    /// Environment variables runbook templates may read as `env.NAME`.
+    #[serde(default)]
+    pub env: Vec<String>,
+    /// Named secrets runbook templates may use as `secrets.NAME` (redacted in run records).
+    #[serde(default)]
+    pub secrets: BTreeMap<String, Secret>,
+}
+
+/// An engine the runbooks act on.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Target {
+    /// Base URL of its admin API, e.g. `http://127.0.0.1:8080`.
+    pub url: HttpUrl,
+    /// Bearer token for the admin API.
+    #[serde(default)]
+    pub token: Option<Secret>,
+    /// A local process Sluice supervises for this engine.
+    #[serde(default)]
+    pub process: Option<Process>,
+}
+
+/// A supervised local process.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Process {
+    /// Program and arguments (no shell).
+    pub command: Vec<String>,
+    #[serde(default)]
+    pub cwd: Option<PathBuf>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+}
+
+/// A Kafka cluster.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaCluster {
+    /// `host:port,host:port`.
+    pub brokers: String,
+    /// Extra librdkafka properties (e.g. security settings).
+    #[serde(default)]
+    pub properties: BTreeMap<String, Secret>,
+}
+
+/// Metrics source: scrape targets, or a remote Prometheus.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Metrics {
+    /// Scrape interval.
+    #[serde(default = "default_scrape_interval")]
+    pub interval: Duration,
+    /// Target names (from `targets`) or URLs of `/metrics` endpoints to scrape.
+    #[serde(default)]
+    pub scrape: Vec<String>,
+    /// Query a remote Prometheus instead of scraping.
+    #[serde(default)]
+    pub prometheus_url: Option<HttpUrl>,
+}
+
+fn default_scrape_interval() -> Duration {
+    Duration::from_secs(15)
+}
+
+/// A notification channel.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub enum Channel {
+    /// Slack incoming webhook.
+    Slack(SlackChannel),
+    /// Email over SMTP.
+    Email(EmailChannel),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlackChannel {
+    /// The incoming-webhook URL (a secret: it authorises posting).
+    pub webhook_url: Secret,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmailChannel {
+    pub smtp: Smtp,
+    /// Sender address.
+    pub from: String,
+    /// Recipients.
+    pub to: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Smtp {
+    pub host: String,
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// `starttls` (default), `tls` (implicit TLS) or `none` (loopback/testing only).
+    #[serde(default)]
+    pub tls: SmtpTls,
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password: Option<Secret>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SmtpTls {
+    #[default]
+    Starttls,
+    Tls,
+    None,
+}
+
+/// An absolute `http://` or `https://` URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpUrl(pub url::Url);
+
+impl<'de> Deserialize<'de> for HttpUrl {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        let url = url::Url::parse(&s)
+            .map_err(|e| serde::de::Error::custom(format!("invalid URL `{s}`: {e}")))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(serde::de::Error::custom(format!(
+                "URL `{s}` must be http:// or https://"
+            )));
+        }
+        Ok(HttpUrl(url))
+    }
+}
+
+impl std::fmt::Display for HttpUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0.as_str().trim_end_matches('/'))
+    }
+}
+
+/// The HTTP API.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Api {
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    #[serde(default)]
+    pub tokens: Vec<ApiToken>,
+}
+
+impl Default for Api {
+    fn default() -> Self {
+        Api {
+            listen: default_listen(),
+            tokens: Vec::new(),
+        }
+    }
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:8081".to_string()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiToken {
+    /// Who holds it (recorded in the audit log).
+    pub name: String,
+    pub token: Secret,
+    pub role: Role,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Viewer,
+    Operator,
+    Admin,
+}
+
+impl Config {
+    /// Reads and checks a config file; every problem is a diagnostic.
+    pub fn load(path: &Path) -> Result<Config, Vec<Diagnostic>> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| vec![Diagnostic::whole_file(path, format!("cannot read: {e}"))])?;
+        Config::parse(path, &text, &|name| std::env::var(name).ok())
+    }
+
+    /// Parses config text; `env` resolves `${NAME}`.
+    pub fn parse(
+        path: &Path,
+        text: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, Vec<Diagnostic>> {
+        let diag = |pos: Pos, msg: String| {
+            Diagnostic::new(path, pos.line as usize, pos.column as usize, msg)
+        };
+        let node = yaml::parse(text).map_err(|e| vec![diag(e.pos, e.message)])?;
+        let node = substitute_env(&node, env).map_err(|e| vec![diag(e.pos, e.message)])?;
+        let config: Config = if node.value == yaml::Value::Null {
+            Config::default()
+        } else {
+            yaml::from_node(&node, false).map_err(|e| vec![diag(e.pos, e.message)])?
+        };
+        Ok(config)
+    }
+
+    /// Every secret in the config, for scrubbing records.
+    pub fn redactor(&self) -> Redactor {
+        let mut secrets: Vec<&Secret> = Vec::new();
+        secrets.extend(self.targets.values().filter_map(|t| t.token.as_ref()));
+        secrets.extend(self.kafka.values().flat_map(|k| k.properties.values()));
+        for ch in self.channels.values() {
+            match ch {
+                Channel::Slack(s) => secrets.push(&s.webhook_url),
+                Channel::Email(e) => secrets.extend(e.smtp.password.as_ref()),
+            }
+        }
+        secrets.extend(self.store.as_ref());
+        secrets.extend(self.api.tokens.iter().map(|t| &t.token));
+        secrets.extend(self.secrets.values());
+        Redactor::new(secrets)
+    }
+}
+
+/// Replaces `${NAME}` in every string scalar.
+fn substitute_env(node: &Node, env: &dyn Fn(&str) -> Option<String>) -> Result<Node, DeError> {
+    node.try_map_str(&mut |s, pos| expand(s, env).map_err(|m| DeError::new(pos, m)))
+}
+
+fn expand(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        if let Some(tail) = after.strip_prefix("${") {
+            out.push_str("${");
+            rest = tail;
+        } else if let Some(tail) = after.strip_prefix('{') {
+            let end = tail
+                .find('}')
+                .ok_or_else(|| "unterminated `${` (write `$${` for a literal)".to_string())?;
+            let name = &tail[..end];
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                return Err(format!("invalid environment variable name `{name}`"));
+            }
+            let value =
+                env(name).ok_or_else(|| format!("environment variable `{name}` is not set"))?;
+            out.push_str(&value);
+            rest = &tail[end + 1..];
+        } else {
+            out.push('$');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(name: &str) -> Option<String> {
+        (name == "TOKEN").then(|| "s3cret-value".to_string())
+    }
+
+    #[test]
+    fn substitutes_env_and_masks_secrets() {
+        let text = "targets:\n  primary:\n    url: http://127.0.0.1:8080\n    token: ${TOKEN}\n";
+        let cfg = Config::parse(Path::new("s.yaml"), text, &env).unwrap();
+        let t = &cfg.targets["primary"];
+        assert_eq!(t.token.as_ref().unwrap().expose(), "s3cret-value");
+        assert!(!format!("{cfg:?}").contains("s3cret-value"));
+        assert_eq!(cfg.redactor().text("Bearer s3cret-value"), "Bearer ***");
+    }
+
+    #[test]
+    fn missing_env_points_at_the_value() {
+        let text = "targets:\n  primary:\n    url: http://x\n    token: ${NOPE}\n";
+        let errs = Config::parse(Path::new("s.yaml"), text, &env).unwrap_err();
+        assert_eq!(
+            errs[0].to_string(),
+            "s.yaml:4:12: environment variable `NOPE` is not set"
+        );
+    }
+
+    #[test]
+    fn unknown_fields_are_reported_with_position() {
+        let text = "channels:\n  ops:\n    slack:\n      webhook: http://x\n";
+        let errs = Config::parse(Path::new("s.yaml"), text, &env).unwrap_err();
+        assert_eq!(
+            errs[0].to_string(),
+            "s.yaml:4:7: unknown field `webhook`, did you mean `webhook_url`?"
+        );
+    }
+
+    #[test]
+    fn literal_dollar_brace() {
+        assert_eq!(expand("a$${b}c $x", &env).unwrap(), "a${b}c $x");
+    }
+}

@@ -1,0 +1,664 @@
+//! Runs a runbook: resolves parameters, executes steps in order with the
+//! common stages around each (if, timeout, retry, continue_on_error), records
+//! every run and step, runs `on_failure` steps, sends run notifications.
+//!
+//! Durability contract (for resuming after a crash): a step's record is
+//! written as `running` *before* the step executes and finished *after*. A run
+//! found `running` with a `running` step after a restart was interrupted there;
+//! the step may be re-run only if the model marks it `idempotent`.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration as StdDuration, Instant};
+
+use futures::future::BoxFuture;
+use serde_json::{Value as J, json};
+use tracing::{info, warn};
+
+use super::context::{RunState, Scope, Services, StepCx, StepLog};
+use super::stage::{with_retry, with_timeout};
+use super::steps::{Action, Failure, StepError};
+use crate::runbook::model::{Runbook, Step};
+use crate::runbook::params;
+use crate::runbook::template::{Escape, truthy};
+use crate::store::{NewRun, StepEnd, StepStart};
+use crate::yaml::{Node, Value};
+
+/// Lifecycle of a run. Legal moves: Running → WaitingApproval ⇄ Running →
+/// Succeeded | Failed; Running → Interrupted (found after a crash).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    Running,
+    WaitingApproval,
+    Succeeded,
+    Failed,
+    Interrupted,
+}
+
+impl RunStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::WaitingApproval => "waiting_approval",
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Failed => "failed",
+            RunStatus::Interrupted => "interrupted",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<RunStatus> {
+        [
+            Self::Running,
+            Self::WaitingApproval,
+            Self::Succeeded,
+            Self::Failed,
+            Self::Interrupted,
+        ]
+        .into_iter()
+        .find(|v| v.as_str() == s)
+    }
+
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            RunStatus::Succeeded | RunStatus::Failed | RunStatus::Interrupted
+        )
+    }
+}
+
+impl fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How a step ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepStatus {
+    Running,
+    Succeeded,
+    Failed,
+    Skipped,
+    /// Shown by `--dry-run`: rendered, not executed.
+    Planned,
+}
+
+impl StepStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepStatus::Running => "running",
+            StepStatus::Succeeded => "succeeded",
+            StepStatus::Failed => "failed",
+            StepStatus::Skipped => "skipped",
+            StepStatus::Planned => "planned",
+        }
+    }
+}
+
+/// What asked for a run.
+#[derive(Debug, Clone, Default)]
+pub struct RunRequest {
+    pub params: BTreeMap<String, J>,
+    /// `manual`, `schedule`, `alert`, `webhook`, `runbook` — recorded with the run.
+    pub trigger: String,
+    /// Who started it (user name, token name, `scheduler`).
+    pub who: String,
+    /// The alert that triggered it (labels, annotations, value, fingerprint).
+    pub alert: Option<J>,
+    /// The webhook body that triggered it.
+    pub webhook: Option<J>,
+    pub dry_run: bool,
+    pub parent_run: Option<String>,
+    pub depth: usize,
+}
+
+/// The end of a run.
+#[derive(Debug, Clone)]
+pub struct RunOutcome {
+    pub id: String,
+    pub status: RunStatus,
+    /// `step: error` when the run failed.
+    pub error: Option<String>,
+    /// `steps.*` as templates saw them at the end.
+    pub steps: J,
+    /// Dry-run: what each step would do, in order.
+    pub plan: Vec<PlannedStep>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PlannedStep {
+    pub path: String,
+    pub kind: String,
+    pub what: String,
+    pub inputs: J,
+}
+
+/// A run that could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("invalid parameters: {}", .0.join("; "))]
+    InvalidParams(Vec<String>),
+    #[error("run store: {0}")]
+    Store(#[from] crate::store::StoreError),
+}
+
+/// A failed step that stops the run.
+#[derive(Debug, Clone)]
+struct Stopped {
+    path: String,
+    error: String,
+}
+
+/// Unique run id: time-ordered, random suffix.
+pub fn new_run_id() -> String {
+    use rand::RngExt;
+    let now = chrono::Utc::now();
+    let suffix: u32 = rand::rng().random();
+    format!("r{}-{:08x}", now.format("%Y%m%d%H%M%S%3f"), suffix)
+}
+
+/// Runs `runbook` to completion.
+pub async fn execute(
+    services: &Arc<Services>,
+    runbook: Arc<Runbook>,
+    req: RunRequest,
+) -> Result<RunOutcome, RunError> {
+    let id = new_run_id();
+    let now = chrono::Utc::now();
+    let base = json!({
+        "runbook": {"name": runbook.name.value, "description": runbook.description},
+        "run": {"id": id, "trigger": req.trigger, "who": req.who, "started_at": now.to_rfc3339(), "dry_run": req.dry_run},
+        "now": now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "alert": req.alert.clone().unwrap_or(J::Null),
+        "webhook": req.webhook.clone().unwrap_or(J::Null),
+        "targets": targets_json(services),
+        "env": env_json(services),
+        "secrets": secrets_json(services),
+        "steps": {},
+        "params": {},
+    });
+    let scope = Scope::new(base);
+    let params = params::resolve(&runbook, &req.params, &|t| {
+        scope.render(t, Escape::None).map_err(|e| e.0)
+    })
+    .map_err(RunError::InvalidParams)?;
+    scope.set("params", J::Object(params.clone()));
+
+    let store = if req.dry_run {
+        None
+    } else {
+        services.store.as_ref()
+    };
+    if let Some(store) = store {
+        store
+            .create_run(&NewRun {
+                id: &id,
+                runbook: &runbook.name,
+                trigger: &req.trigger,
+                who: &req.who,
+                params: &services.redactor.json(&J::Object(params)),
+                parent: req.parent_run.as_deref(),
+                started_at: now,
+            })
+            .await?;
+    }
+    info!(run_id = %id, runbook = %runbook.name.value, trigger = %req.trigger, "Run started.");
+    let run = RunState {
+        id: id.clone(),
+        runbook: runbook.clone(),
+        scope,
+        dry_run: req.dry_run,
+        depth: req.depth,
+        who: req.who.clone(),
+    };
+    if !req.dry_run {
+        super::steps::notify::run_event(services, &run, "start", &runbook.notify.on_start, None)
+            .await;
+    }
+
+    let mut plan = Vec::new();
+    let body = run_steps(services, &run, &runbook.steps, &run.scope, "", &mut plan);
+    let result = match runbook.timeout {
+        Some(limit) => match tokio::time::timeout(limit.std(), body).await {
+            Ok(r) => r,
+            Err(_) => Err(Stopped {
+                path: String::new(),
+                error: format!("run timed out after {limit}"),
+            }),
+        },
+        None => body.await,
+    };
+
+    let (status, error) = match &result {
+        Ok(()) => (RunStatus::Succeeded, None),
+        Err(stop) => {
+            let msg = if stop.path.is_empty() {
+                stop.error.clone()
+            } else {
+                format!("{}: {}", stop.path, stop.error)
+            };
+            (RunStatus::Failed, Some(services.redactor.text(&msg)))
+        }
+    };
+    if let Err(stop) = &result
+        && !runbook.on_failure.is_empty()
+    {
+        run.scope.set(
+            "failed",
+            json!({"step": stop.path, "error": services.redactor.text(&stop.error)}),
+        );
+        if let Err(again) = run_steps(
+            services,
+            &run,
+            &runbook.on_failure,
+            &run.scope,
+            "on_failure.",
+            &mut plan,
+        )
+        .await
+        {
+            warn!(run_id = %id, step = %again.path, error = %again.error, "on_failure step failed.");
+        }
+    }
+    if let Some(store) = store {
+        store
+            .finish_run(&id, status, error.as_deref(), chrono::Utc::now())
+            .await?;
+    }
+    if !req.dry_run {
+        let channels = if status == RunStatus::Succeeded {
+            &runbook.notify.on_success
+        } else {
+            &runbook.notify.on_failure
+        };
+        super::steps::notify::run_event(
+            services,
+            &run,
+            status.as_str(),
+            channels,
+            error.as_deref(),
+        )
+        .await;
+    }
+    info!(run_id = %id, status = %status, "Run finished.");
+    let steps = run.scope.get("steps").unwrap_or(J::Null);
+    Ok(RunOutcome {
+        id,
+        status,
+        error,
+        steps,
+        plan,
+    })
+}
+
+fn targets_json(services: &Services) -> J {
+    J::Object(
+        services
+            .config
+            .targets
+            .iter()
+            .map(|(name, t)| {
+                (
+                    name.clone(),
+                    json!({"name": name, "url": t.url.to_string()}),
+                )
+            })
+            .collect(),
+    )
+}
+
+fn env_json(services: &Services) -> J {
+    J::Object(
+        services
+            .config
+            .env
+            .iter()
+            .filter_map(|name| {
+                std::env::var(name)
+                    .ok()
+                    .map(|v| (name.clone(), J::String(v)))
+            })
+            .collect(),
+    )
+}
+
+fn secrets_json(services: &Services) -> J {
+    J::Object(
+        services
+            .config
+            .secrets
+            .iter()
+            .map(|(name, s)| (name.clone(), J::String(s.expose().to_string())))
+            .collect(),
+    )
+}
+
+/// Runs steps in order; stops at the first failure not covered by `continue_on_error`.
+fn run_steps<'a>(
+    services: &'a Arc<Services>,
+    run: &'a RunState,
+    steps: &'a [Step],
+    scope: &'a Scope,
+    prefix: &'a str,
+    plan: &'a mut Vec<PlannedStep>,
+) -> BoxFuture<'a, Result<(), Stopped>> {
+    Box::pin(async move {
+        for step in steps {
+            run_step(services, run, step, scope, prefix, plan).await?;
+        }
+        Ok(())
+    })
+}
+
+/// Runs child steps of `parallel` / `for_each` in `scope` (used by those kinds).
+pub fn run_children<'a>(
+    cx: &'a StepCx<'a>,
+    scope: &'a Scope,
+    prefix: String,
+) -> BoxFuture<'a, Result<(), StepError>> {
+    Box::pin(async move {
+        let mut plan = Vec::new();
+        run_steps(
+            cx.services,
+            cx.run,
+            &cx.step.children,
+            scope,
+            &prefix,
+            &mut plan,
+        )
+        .await
+        .map_err(|s| StepError {
+            failure: Failure::Permanent,
+            message: format!("{}: {}", s.path, s.error),
+        })
+    })
+}
+
+/// Runs one child step (of `parallel`) in `scope`.
+pub fn run_one<'a>(
+    cx: &'a StepCx<'a>,
+    step: &'a Step,
+    scope: &'a Scope,
+    prefix: String,
+) -> BoxFuture<'a, Result<(), StepError>> {
+    Box::pin(async move {
+        let mut plan = Vec::new();
+        run_step(cx.services, cx.run, step, scope, &prefix, &mut plan)
+            .await
+            .map_err(|s| StepError {
+                failure: Failure::Permanent,
+                message: format!("{}: {}", s.path, s.error),
+            })
+    })
+}
+
+async fn run_step(
+    services: &Arc<Services>,
+    run: &RunState,
+    step: &Step,
+    scope: &Scope,
+    prefix: &str,
+    plan: &mut Vec<PlannedStep>,
+) -> Result<(), Stopped> {
+    let path = format!("{prefix}{}", step.id.value);
+    let id = step.id.as_str();
+    let stop = |error: String| Stopped {
+        path: path.clone(),
+        error,
+    };
+
+    if let Some(when) = &step.when {
+        match scope.render(when, Escape::None) {
+            Ok(v) if !truthy(&v) => {
+                scope.set_step(id, json!({"status": "skipped", "output": {}}));
+                report(
+                    services,
+                    run,
+                    &path,
+                    step,
+                    StepStatus::Skipped,
+                    StdDuration::ZERO,
+                    None,
+                );
+                return Ok(());
+            }
+            Ok(_) => {}
+            Err(e) if run.dry_run => {
+                plan.push(PlannedStep {
+                    path: path.clone(),
+                    kind: step.kind.name.into(),
+                    what: format!("if: decided at run time ({e})"),
+                    inputs: J::Null,
+                });
+            }
+            Err(e) => {
+                return fail_or_continue(services, run, step, scope, &path, format!("if: {e}"));
+            }
+        }
+    }
+
+    // Render the configuration, then type it (unless it had no template and was typed at load).
+    let rendered = match &step.fixed {
+        Some(_) => Ok(step.config.clone()),
+        None => render_config(&step.config, step.kind.shell_fields, scope),
+    };
+    let inputs = match &rendered {
+        Ok(node) => services.redactor.json(&node.to_json()),
+        Err(_) => J::Null,
+    };
+    let action: Result<Arc<dyn Action>, String> = match (&step.fixed, rendered) {
+        (Some(a), _) => Ok(a.clone()),
+        (None, Ok(node)) => (step.kind.parse)(step.kind.name, &node, false)
+            .map(Arc::from)
+            .map_err(|e| e.message),
+        (None, Err(e)) => Err(e.0),
+    };
+
+    if run.dry_run {
+        let what = match &action {
+            Ok(a) => services.redactor.text(&a.describe()),
+            Err(e) => format!("(rendered at run time: {e})"),
+        };
+        plan.push(PlannedStep {
+            path: path.clone(),
+            kind: step.kind.name.into(),
+            what,
+            inputs,
+        });
+        scope.set_step(id, json!({"status": "planned", "output": {}}));
+        report(
+            services,
+            run,
+            &path,
+            step,
+            StepStatus::Planned,
+            StdDuration::ZERO,
+            None,
+        );
+        if !step.children.is_empty() {
+            let child_prefix = format!("{path}.");
+            run_steps(services, run, &step.children, scope, &child_prefix, plan).await?;
+        }
+        return Ok(());
+    }
+
+    let action = match action {
+        Ok(a) => a,
+        Err(e) => return fail_or_continue(services, run, step, scope, &path, e),
+    };
+
+    let store = services.store.as_ref();
+    let started = chrono::Utc::now();
+    if let Some(store) = store {
+        store
+            .start_step(&StepStart {
+                run_id: &run.id,
+                path: &path,
+                kind: step.kind.name,
+                inputs: &inputs,
+                started_at: started,
+            })
+            .await
+            .map_err(|e| stop(format!("cannot record step start: {e}")))?;
+    }
+    if let Some(p) = &services.progress {
+        p.step_started(&run.id, &path, step.kind.name);
+    }
+    let clock = Instant::now();
+    let log = StepLog::new(services.limits.max_log_lines);
+    let cx = StepCx {
+        services,
+        run,
+        step,
+        scope,
+        path: &path,
+        log: &log,
+    };
+    let limit = step.timeout.map(|d| d.std());
+    let (result, attempts) = with_retry(
+        step.retry.as_ref(),
+        |_| with_timeout(limit, action.run(&cx)),
+        |n, e, delay| {
+            cx.log(format!(
+                "attempt {n} failed ({:?}): {e}; retrying in {}",
+                e.failure,
+                crate::duration::Duration(delay)
+            ))
+        },
+    )
+    .await;
+    let result = result.and_then(|out| {
+        let size = serde_json::to_vec(&out).map_or(0, |v| v.len());
+        if size > services.limits.max_output_bytes {
+            Err(StepError::permanent(format!(
+                "output of {size} bytes exceeds the limit of {} bytes",
+                services.limits.max_output_bytes
+            )))
+        } else {
+            Ok(out)
+        }
+    });
+    let elapsed = clock.elapsed();
+    let (status, output, error) = match &result {
+        Ok(out) => (StepStatus::Succeeded, services.redactor.json(out), None),
+        Err(e) => (
+            StepStatus::Failed,
+            J::Null,
+            Some(services.redactor.text(&e.message)),
+        ),
+    };
+    if let Some(store) = store {
+        store
+            .finish_step(&StepEnd {
+                run_id: &run.id,
+                path: &path,
+                status: status.as_str(),
+                outputs: &output,
+                logs: &log.take(),
+                error: error.as_deref(),
+                attempts,
+                finished_at: chrono::Utc::now(),
+            })
+            .await
+            .map_err(|e| stop(format!("cannot record step end: {e}")))?;
+    }
+    report(
+        services,
+        run,
+        &path,
+        step,
+        status,
+        elapsed,
+        error.as_deref(),
+    );
+    // Outputs are visible to later templates unredacted: a step may pass a secret on deliberately.
+    let record = match &result {
+        Ok(out) => json!({"status": "succeeded", "output": out, "attempts": attempts}),
+        Err(e) => {
+            json!({"status": "failed", "output": {}, "error": e.message, "attempts": attempts})
+        }
+    };
+    scope.set_step(id, record);
+    match result {
+        Ok(_) => Ok(()),
+        Err(_) if step.continue_on_error => Ok(()),
+        Err(e) => Err(stop(e.message)),
+    }
+}
+
+/// Renders every string of a step's config; fields in `shell_fields` are shell-quoted.
+pub fn render_config(
+    config: &Node,
+    shell_fields: &[&str],
+    scope: &Scope,
+) -> Result<Node, crate::runbook::template::TemplateError> {
+    match &config.value {
+        Value::Map(entries) => {
+            let mut out = Vec::with_capacity(entries.len());
+            for (k, v) in entries {
+                let escape = if shell_fields.contains(&k.name.as_str()) {
+                    Escape::Shell
+                } else {
+                    Escape::None
+                };
+                out.push((
+                    k.clone(),
+                    v.try_map_str(&mut |s, _| scope.render(s, escape))?,
+                ));
+            }
+            Ok(Node::new(config.pos, Value::Map(out)))
+        }
+        _ => config.try_map_str(&mut |s, _| scope.render(s, Escape::None)),
+    }
+}
+
+/// A step that could not even start (bad `if`, template, config).
+fn fail_or_continue(
+    services: &Arc<Services>,
+    run: &RunState,
+    step: &Step,
+    scope: &Scope,
+    path: &str,
+    error: String,
+) -> Result<(), Stopped> {
+    let error = services.redactor.text(&error);
+    scope.set_step(
+        step.id.as_str(),
+        json!({"status": "failed", "output": {}, "error": error}),
+    );
+    report(
+        services,
+        run,
+        path,
+        step,
+        StepStatus::Failed,
+        StdDuration::ZERO,
+        Some(&error),
+    );
+    if step.continue_on_error {
+        Ok(())
+    } else {
+        Err(Stopped {
+            path: path.to_string(),
+            error,
+        })
+    }
+}
+
+fn report(
+    services: &Services,
+    run: &RunState,
+    path: &str,
+    step: &Step,
+    status: StepStatus,
+    elapsed: StdDuration,
+    error: Option<&str>,
+) {
+    let _ = step;
+    if let Some(p) = &services.progress {
+        p.step_finished(&run.id, path, status.as_str(), elapsed, error);
+    }
+}

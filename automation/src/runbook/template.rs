@@ -1,0 +1,455 @@
+//! Templates in runbooks: handlebars in strict mode (a missing variable is an
+//! error, never an empty string), a few helpers, shell quoting for `shell`
+//! steps, and static analysis of which variables a template reads.
+//!
+//! Helpers: `default v fallback`, `json v`, `date ts "%Y%m%d"` (ts an RFC 3339
+//! string or `now`), `seconds "10m"` (duration → seconds), `duration 90`
+//! (seconds → `1m30s`), plus handlebars' `eq ne gt gte lt lte and or not len`.
+
+use std::sync::OnceLock;
+
+use handlebars::template::{Parameter, TemplateElement};
+use handlebars::{
+    Context, Handlebars, Helper, HelperDef, RenderContext, RenderError, RenderErrorReason,
+    ScopedJson, Template,
+};
+use serde_json::Value as J;
+
+use crate::duration::Duration;
+
+/// A template that failed to compile or render.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct TemplateError(pub String);
+
+/// How rendered values are written into the output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Escape {
+    /// As they are (HTTP bodies, arguments of `exec`, messages).
+    None,
+    /// Each `{{value}}` single-quoted for POSIX sh.
+    Shell,
+}
+
+fn registry(escape: Escape) -> &'static Handlebars<'static> {
+    static PLAIN: OnceLock<Handlebars<'static>> = OnceLock::new();
+    static SHELL: OnceLock<Handlebars<'static>> = OnceLock::new();
+    let cell = match escape {
+        Escape::None => &PLAIN,
+        Escape::Shell => &SHELL,
+    };
+    cell.get_or_init(|| {
+        let mut h = Handlebars::new();
+        h.set_strict_mode(true);
+        h.set_prevent_indent(true);
+        match escape {
+            Escape::None => h.register_escape_fn(handlebars::no_escape),
+            Escape::Shell => h.register_escape_fn(shell_quote),
+        }
+        h.register_helper("default", Box::new(DefaultHelper));
+        h.register_helper("json", Box::new(JsonHelper));
+        h.register_helper("date", Box::new(DateHelper));
+        h.register_helper("seconds", Box::new(SecondsHelper));
+        h.register_helper("duration", Box::new(DurationHelper));
+        h
+    })
+}
+
+/// Helper names: handlebars' built-ins and ours. Anything else in `{{name}}` is a variable.
+pub const HELPERS: &[&str] = &[
+    "if", "unless", "each", "with", "lookup", "raw", "log", "eq", "ne", "gt", "gte", "lt", "lte",
+    "and", "or", "not", "len", "default", "json", "date", "seconds", "duration",
+];
+
+pub fn is_helper(name: &str) -> bool {
+    HELPERS.contains(&name)
+}
+
+/// Renders `text` against the context. Text without `{{` is returned as is.
+pub fn render(text: &str, ctx: &Context, escape: Escape) -> Result<String, TemplateError> {
+    if !text.contains("{{") {
+        return Ok(text.to_string());
+    }
+    registry(escape)
+        .render_template_with_context(text, ctx)
+        .map_err(|e| TemplateError(describe_render_error(&e)))
+}
+
+fn describe_render_error(e: &RenderError) -> String {
+    match e.reason() {
+        RenderErrorReason::MissingVariable(Some(path)) => format!("variable `{path}` is not set"),
+        RenderErrorReason::MissingVariable(None) => {
+            "a variable used by the template is not set".to_string()
+        }
+        RenderErrorReason::TemplateError(t) => format!("template does not compile: {t}"),
+        other => other.to_string(),
+    }
+}
+
+/// Compiles without rendering (validation).
+pub fn compile(text: &str) -> Result<Template, TemplateError> {
+    Template::compile(text).map_err(|e| {
+        let reason = e.reason().to_string();
+        match e.pos() {
+            Some((line, col)) => TemplateError(format!(
+                "template does not compile (line {line}, column {col} of the template): {reason}"
+            )),
+            None => TemplateError(format!("template does not compile: {reason}")),
+        }
+    })
+}
+
+/// A variable read by a template, as its dotted path (`params.breaker`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VarRef {
+    pub path: Vec<String>,
+    /// Raw `{{{…}}}` output (not escaped).
+    pub raw: bool,
+}
+
+/// Variables a template reads at its top level. Paths inside `#each`/`#with`
+/// blocks are relative to the block and are not reported.
+pub fn variables(t: &Template) -> Vec<VarRef> {
+    let mut out = Vec::new();
+    walk_template(t, &mut out);
+    out
+}
+
+fn walk_template(t: &Template, out: &mut Vec<VarRef>) {
+    for el in &t.elements {
+        match el {
+            TemplateElement::Expression(h) | TemplateElement::HtmlExpression(h) => {
+                let raw = matches!(el, TemplateElement::HtmlExpression(_));
+                let helper = h.name.as_name().is_some_and(is_helper);
+                if h.params.is_empty() && h.hash.is_empty() && !helper {
+                    param_vars(&h.name, raw, out);
+                } else {
+                    h.params
+                        .iter()
+                        .chain(h.hash.values())
+                        .for_each(|p| param_vars(p, raw, out));
+                }
+            }
+            TemplateElement::HelperBlock(h) => {
+                h.params
+                    .iter()
+                    .chain(h.hash.values())
+                    .for_each(|p| param_vars(p, false, out));
+                let scoped = matches!(h.name.as_name(), Some("each" | "with"));
+                if !scoped {
+                    h.template.iter().for_each(|t| walk_template(t, out));
+                }
+                h.inverse.iter().for_each(|t| walk_template(t, out));
+            }
+            _ => {}
+        }
+    }
+}
+
+fn param_vars(p: &Parameter, raw: bool, out: &mut Vec<VarRef>) {
+    match p {
+        Parameter::Path(handlebars::Path::Relative((_, raw_path))) => push_path(raw_path, raw, out),
+        Parameter::Name(n) if !is_helper(n) => push_path(n, raw, out),
+        Parameter::Subexpression(sub) => {
+            sub.params()
+                .into_iter()
+                .flatten()
+                .for_each(|p| param_vars(p, raw, out));
+            sub.hash()
+                .into_iter()
+                .flat_map(|h| h.values())
+                .for_each(|p| param_vars(p, raw, out));
+        }
+        _ => {}
+    }
+}
+
+fn push_path(raw_path: &str, raw: bool, out: &mut Vec<VarRef>) {
+    if raw_path.is_empty()
+        || raw_path.starts_with('@')
+        || raw_path.starts_with("this")
+        || raw_path.starts_with("..")
+    {
+        return;
+    }
+    let path = raw_path
+        .split(['.', '/'])
+        .map(|s| s.trim_matches(['[', ']']).to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
+    out.push(VarRef { path, raw });
+}
+
+/// Single-quotes a value for POSIX sh: nothing inside is interpreted.
+pub fn shell_quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('\'');
+    for c in s.chars() {
+        if c == '\'' {
+            out.push_str("'\\''");
+        } else {
+            out.push(c);
+        }
+    }
+    out.push('\'');
+    out
+}
+
+/// Finds a `{{` inside a quoted region of a shell script: there the added
+/// quoting would not protect (`"…$(x)…"` still runs `x`), so it is refused.
+pub fn template_inside_shell_quotes(script: &str) -> Option<usize> {
+    let bytes = script.as_bytes();
+    let (mut single, mut double) = (false, false);
+    let mut i = 0;
+    while i < bytes.len() {
+        let c = bytes[i];
+        if c == b'{' && bytes.get(i + 1) == Some(&b'{') && (single || double) {
+            return Some(i);
+        }
+        match c {
+            b'\\' if !single => i += 1,
+            b'\'' if !double => single = !single,
+            b'"' if !single => double = !double,
+            b'#' if !single && !double && (i == 0 || bytes[i - 1].is_ascii_whitespace()) => {
+                // A comment runs to the end of the line.
+                while i < bytes.len() && bytes[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
+/// Truthiness of a rendered `if:`: empty, `false`, `0`, `null`, `no` are false.
+pub fn truthy(rendered: &str) -> bool {
+    !matches!(
+        rendered.trim(),
+        "" | "false" | "0" | "null" | "no" | "False" | "FALSE"
+    )
+}
+
+struct DefaultHelper;
+
+impl HelperDef for DefaultHelper {
+    fn call_inner<'reg: 'rc, 'rc>(
+        &self,
+        h: &Helper<'rc>,
+        _: &'reg Handlebars<'reg>,
+        _: &'rc Context,
+        _: &mut RenderContext<'reg, 'rc>,
+    ) -> Result<ScopedJson<'rc>, RenderError> {
+        let value = h
+            .param(0)
+            .filter(|p| !p.is_value_missing())
+            .map(|p| p.value().clone());
+        match value {
+            Some(v) if !v.is_null() && v != J::String(String::new()) => Ok(ScopedJson::Derived(v)),
+            _ => {
+                let fallback = h
+                    .param(1)
+                    .ok_or(RenderErrorReason::ParamNotFoundForIndex("default", 1))?
+                    .value()
+                    .clone();
+                Ok(ScopedJson::Derived(fallback))
+            }
+        }
+    }
+}
+
+fn param<'a>(h: &'a Helper<'_>, idx: usize, name: &'static str) -> Result<&'a J, RenderError> {
+    h.param(idx)
+        .filter(|p| !p.is_value_missing())
+        .map(|p| p.value())
+        .ok_or_else(|| RenderErrorReason::ParamNotFoundForIndex(name, idx).into())
+}
+
+struct JsonHelper;
+
+impl HelperDef for JsonHelper {
+    fn call_inner<'reg: 'rc, 'rc>(
+        &self,
+        h: &Helper<'rc>,
+        _: &'reg Handlebars<'reg>,
+        _: &'rc Context,
+        _: &mut RenderContext<'reg, 'rc>,
+    ) -> Result<ScopedJson<'rc>, RenderError> {
+        let v = param(h, 0, "json")?;
+        Ok(ScopedJson::Derived(J::String(v.to_string())))
+    }
+}
+
+struct DateHelper;
+
+impl HelperDef for DateHelper {
+    fn call_inner<'reg: 'rc, 'rc>(
+        &self,
+        h: &Helper<'rc>,
+        _: &'reg Handlebars<'reg>,
+        _: &'rc Context,
+        _: &mut RenderContext<'reg, 'rc>,
+    ) -> Result<ScopedJson<'rc>, RenderError> {
+        let ts = param(h, 0, "date")?;
+        let format = h
+            .param(1)
+            .and_then(|p| p.value().as_str())
+            .unwrap_or("%Y-%m-%dT%H:%M:%SZ");
+        let when = match ts.as_str() {
+            Some("now") => chrono::Utc::now(),
+            Some(s) => chrono::DateTime::parse_from_rfc3339(s)
+                .map_err(|e| {
+                    RenderErrorReason::Other(format!("date: `{s}` is not an RFC 3339 time: {e}"))
+                })?
+                .with_timezone(&chrono::Utc),
+            None => {
+                return Err(RenderErrorReason::Other("date: expected a time string".into()).into());
+            }
+        };
+        let mut out = String::new();
+        use std::fmt::Write;
+        write!(out, "{}", when.format(format))
+            .map_err(|_| RenderErrorReason::Other(format!("date: invalid format `{format}`")))?;
+        Ok(ScopedJson::Derived(J::String(out)))
+    }
+}
+
+struct SecondsHelper;
+
+impl HelperDef for SecondsHelper {
+    fn call_inner<'reg: 'rc, 'rc>(
+        &self,
+        h: &Helper<'rc>,
+        _: &'reg Handlebars<'reg>,
+        _: &'rc Context,
+        _: &mut RenderContext<'reg, 'rc>,
+    ) -> Result<ScopedJson<'rc>, RenderError> {
+        let v = param(h, 0, "seconds")?;
+        let s = v.as_str().ok_or_else(|| {
+            RenderErrorReason::Other("seconds: expected a duration string".into())
+        })?;
+        let d: Duration = s
+            .parse()
+            .map_err(|e: crate::duration::DurationError| RenderErrorReason::Other(e.to_string()))?;
+        Ok(ScopedJson::Derived(J::from(d.std().as_secs())))
+    }
+}
+
+struct DurationHelper;
+
+impl HelperDef for DurationHelper {
+    fn call_inner<'reg: 'rc, 'rc>(
+        &self,
+        h: &Helper<'rc>,
+        _: &'reg Handlebars<'reg>,
+        _: &'rc Context,
+        _: &mut RenderContext<'reg, 'rc>,
+    ) -> Result<ScopedJson<'rc>, RenderError> {
+        let v = param(h, 0, "duration")?;
+        let secs = v
+            .as_f64()
+            .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+            .ok_or_else(|| RenderErrorReason::Other("duration: expected seconds".into()))?;
+        let d = Duration::from_millis((secs.max(0.0) * 1000.0) as u64);
+        Ok(ScopedJson::Derived(J::String(d.to_string())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn ctx() -> Context {
+        Context::from(
+            json!({"params": {"name": "a'b; rm -rf /", "n": 3, "empty": null}, "now": "2026-11-23T08:00:00Z"}),
+        )
+    }
+
+    #[test]
+    fn strict_mode_refuses_missing_variables() {
+        let err = render("x {{params.nope}}", &ctx(), Escape::None).unwrap_err();
+        assert_eq!(err.0, "variable `params.nope` is not set");
+    }
+
+    #[test]
+    fn helpers() {
+        let c = ctx();
+        assert_eq!(
+            render("{{default params.empty 'x'}}", &c, Escape::None).unwrap(),
+            "x"
+        );
+        assert_eq!(
+            render("{{default params.missing 'y'}}", &c, Escape::None).unwrap(),
+            "y"
+        );
+        assert_eq!(
+            render("{{default params.n 7}}", &c, Escape::None).unwrap(),
+            "3"
+        );
+        assert_eq!(
+            render("{{date now '%Y%m%d'}}", &c, Escape::None).unwrap(),
+            "20261123"
+        );
+        assert_eq!(
+            render("{{seconds '1h30m'}}", &c, Escape::None).unwrap(),
+            "5400"
+        );
+        assert_eq!(
+            render("{{duration 90}}", &c, Escape::None).unwrap(),
+            "1m30s"
+        );
+        assert_eq!(
+            render("{{json params}}", &c, Escape::None).unwrap(),
+            r#"{"empty":null,"n":3,"name":"a'b; rm -rf /"}"#
+        );
+        assert_eq!(
+            render("{{#if (gt params.n 2)}}big{{/if}}", &c, Escape::None).unwrap(),
+            "big"
+        );
+    }
+
+    #[test]
+    fn shell_escape_quotes_every_value() {
+        let out = render("echo {{params.name}}", &ctx(), Escape::Shell).unwrap();
+        assert_eq!(out, r"echo 'a'\''b; rm -rf /'");
+    }
+
+    #[test]
+    fn finds_variables() {
+        let t = compile("{{params.a}} {{default alert.labels.x 'y'}} {{#if steps.s.ok}}{{now}}{{/if}} {{#each params.l}}{{this.z}}{{/each}}").unwrap();
+        let paths: Vec<String> = variables(&t)
+            .into_iter()
+            .map(|v| v.path.join("."))
+            .collect();
+        assert_eq!(
+            paths,
+            [
+                "params.a",
+                "alert.labels.x",
+                "steps.s.ok",
+                "now",
+                "params.l"
+            ]
+        );
+    }
+
+    #[test]
+    fn refuses_templates_inside_shell_quotes() {
+        assert!(template_inside_shell_quotes("echo {{params.a}}").is_none());
+        assert!(template_inside_shell_quotes("echo \"x {{params.a}}\"").is_some());
+        assert!(template_inside_shell_quotes("echo 'x {{params.a}}'").is_some());
+        assert!(template_inside_shell_quotes("echo \"it's\" {{params.a}} # '{{x}}").is_none());
+    }
+
+    #[test]
+    fn compile_errors_are_reported() {
+        assert!(
+            compile("{{#if x}}unclosed")
+                .unwrap_err()
+                .0
+                .starts_with("template does not compile")
+        );
+    }
+}

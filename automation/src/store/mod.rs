@@ -1,0 +1,461 @@
+//! Run history in a database: SQLite by default (`sqlite://path`), PostgreSQL
+//! with the same SQL (`postgres://…`). Every run, every step (inputs after
+//! templating with secrets redacted, outputs, logs, status, timings, attempts)
+//! and every approval decision is recorded.
+
+use std::str::FromStr;
+use std::time::Duration as StdDuration;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value as J;
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{AssertSqlSafe, Row};
+
+use crate::exec::executor::RunStatus;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("unsupported store URL `{0}` (use sqlite://PATH or postgres://…)")]
+    BadUrl(String),
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("migrations: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("run `{0}` not found")]
+    NoSuchRun(String),
+    #[error("run `{0}` has no approval waiting for a decision")]
+    NoPendingApproval(String),
+    #[error("corrupt record: {0}")]
+    Corrupt(String),
+}
+
+enum Pool {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// The run store. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    pool: std::sync::Arc<Pool>,
+}
+
+/// Runs the same query text on whichever database is configured.
+macro_rules! on_pool {
+    ($store:expr, $p:ident => $body:expr) => {
+        match &*$store.pool {
+            Pool::Sqlite($p) => $body,
+            Pool::Postgres($p) => $body,
+        }
+    };
+}
+
+pub struct NewRun<'a> {
+    pub id: &'a str,
+    pub runbook: &'a str,
+    pub trigger: &'a str,
+    pub who: &'a str,
+    pub params: &'a J,
+    pub parent: Option<&'a str>,
+    pub started_at: DateTime<Utc>,
+}
+
+pub struct StepStart<'a> {
+    pub run_id: &'a str,
+    pub path: &'a str,
+    pub kind: &'a str,
+    pub inputs: &'a J,
+    pub started_at: DateTime<Utc>,
+}
+
+pub struct StepEnd<'a> {
+    pub run_id: &'a str,
+    pub path: &'a str,
+    pub status: &'a str,
+    pub outputs: &'a J,
+    pub logs: &'a [String],
+    pub error: Option<&'a str>,
+    pub attempts: u32,
+    pub finished_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RunRecord {
+    pub id: String,
+    pub runbook: String,
+    pub status: String,
+    pub trigger: String,
+    pub who: String,
+    pub params: J,
+    pub parent_run: Option<String>,
+    pub error: Option<String>,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StepRecord {
+    pub path: String,
+    pub kind: String,
+    pub status: String,
+    pub inputs: J,
+    pub outputs: J,
+    pub logs: Vec<String>,
+    pub error: Option<String>,
+    pub attempts: i64,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ApprovalRecord {
+    pub run_id: String,
+    pub step_path: String,
+    pub message: String,
+    /// `pending`, `approved`, `rejected`.
+    pub status: String,
+    pub requested_at: String,
+    pub decided_by: Option<String>,
+    pub decided_at: Option<String>,
+    pub comment: Option<String>,
+}
+
+fn ts(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+fn json_text(v: &J) -> String {
+    v.to_string()
+}
+
+fn parse_json(s: Option<String>) -> J {
+    s.and_then(|s| serde_json::from_str(&s).ok())
+        .unwrap_or(J::Null)
+}
+
+const RUN_COLUMNS: &str =
+    "id, runbook, status, trigger_kind, who, params, parent_run, error, started_at, finished_at";
+const STEP_COLUMNS: &str =
+    "path, kind, status, inputs, outputs, logs, error, attempts, started_at, finished_at";
+const APPROVAL_COLUMNS: &str =
+    "run_id, step_path, message, status, requested_at, decided_by, decided_at, comment";
+
+macro_rules! run_record {
+    ($row:expr) => {{
+        let row = $row;
+        RunRecord {
+            id: row.try_get("id")?,
+            runbook: row.try_get("runbook")?,
+            status: row.try_get("status")?,
+            trigger: row.try_get("trigger_kind")?,
+            who: row.try_get("who")?,
+            params: parse_json(row.try_get("params")?),
+            parent_run: row.try_get("parent_run")?,
+            error: row.try_get("error")?,
+            started_at: row.try_get("started_at")?,
+            finished_at: row.try_get("finished_at")?,
+        }
+    }};
+}
+
+macro_rules! step_record {
+    ($row:expr) => {{
+        let row = $row;
+        StepRecord {
+            path: row.try_get("path")?,
+            kind: row.try_get("kind")?,
+            status: row.try_get("status")?,
+            inputs: parse_json(row.try_get("inputs")?),
+            outputs: parse_json(row.try_get("outputs")?),
+            logs: serde_json::from_value(parse_json(row.try_get("logs")?)).unwrap_or_default(),
+            error: row.try_get("error")?,
+            attempts: row.try_get("attempts")?,
+            started_at: row.try_get("started_at")?,
+            finished_at: row.try_get("finished_at")?,
+        }
+    }};
+}
+
+macro_rules! approval_record {
+    ($row:expr) => {{
+        let row = $row;
+        ApprovalRecord {
+            run_id: row.try_get("run_id")?,
+            step_path: row.try_get("step_path")?,
+            message: row.try_get("message")?,
+            status: row.try_get("status")?,
+            requested_at: row.try_get("requested_at")?,
+            decided_by: row.try_get("decided_by")?,
+            decided_at: row.try_get("decided_at")?,
+            comment: row.try_get("comment")?,
+        }
+    }};
+}
+
+impl Store {
+    /// Opens (creating if needed) and migrates the store at `url`.
+    pub async fn connect(url: &str) -> Result<Store, StoreError> {
+        let pool = if let Some(path) = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+        {
+            let options = if path == ":memory:" {
+                SqliteConnectOptions::from_str("sqlite::memory:")?
+            } else {
+                if let Some(dir) = std::path::Path::new(path).parent()
+                    && !dir.as_os_str().is_empty()
+                {
+                    std::fs::create_dir_all(dir).map_err(|e| StoreError::Db(sqlx::Error::Io(e)))?;
+                }
+                SqliteConnectOptions::new()
+                    .filename(path)
+                    .create_if_missing(true)
+            };
+            let options = options
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(StdDuration::from_secs(10))
+                .foreign_keys(true);
+            // One in-memory database must be one connection.
+            let max = if path == ":memory:" { 1 } else { 4 };
+            Pool::Sqlite(
+                SqlitePoolOptions::new()
+                    .max_connections(max)
+                    .connect_with(options)
+                    .await?,
+            )
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Pool::Postgres(
+                PgPoolOptions::new()
+                    .max_connections(8)
+                    .acquire_timeout(StdDuration::from_secs(10))
+                    .connect(url)
+                    .await?,
+            )
+        } else {
+            return Err(StoreError::BadUrl(url.to_string()));
+        };
+        let store = Store {
+            pool: std::sync::Arc::new(pool),
+        };
+        let migrator = sqlx::migrate!("./migrations");
+        on_pool!(store, p => { migrator.run(p).await?; });
+        Ok(store)
+    }
+
+    pub fn backend(&self) -> &'static str {
+        match &*self.pool {
+            Pool::Sqlite(_) => "sqlite",
+            Pool::Postgres(_) => "postgres",
+        }
+    }
+
+    pub async fn create_run(&self, run: &NewRun<'_>) -> Result<(), StoreError> {
+        let sql = "INSERT INTO runs (id, runbook, status, trigger_kind, who, params, parent_run, started_at) \
+                   VALUES ($1, $2, 'running', $3, $4, $5, $6, $7)";
+        on_pool!(self, p => { sqlx::query(sql)
+            .bind(run.id)
+            .bind(run.runbook)
+            .bind(run.trigger)
+            .bind(run.who)
+            .bind(json_text(run.params))
+            .bind(run.parent)
+            .bind(ts(run.started_at))
+            .execute(p)
+            .await?; });
+        Ok(())
+    }
+
+    pub async fn set_run_status(&self, id: &str, status: RunStatus) -> Result<(), StoreError> {
+        let sql = "UPDATE runs SET status = $1 WHERE id = $2";
+        let done: u64 = on_pool!(self, p => sqlx::query(sql).bind(status.as_str()).bind(id).execute(p).await?.rows_affected());
+        if done == 0 {
+            return Err(StoreError::NoSuchRun(id.to_string()));
+        }
+        Ok(())
+    }
+
+    pub async fn finish_run(
+        &self,
+        id: &str,
+        status: RunStatus,
+        error: Option<&str>,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let sql = "UPDATE runs SET status = $1, error = $2, finished_at = $3 WHERE id = $4";
+        on_pool!(self, p => { sqlx::query(sql).bind(status.as_str()).bind(error).bind(ts(at)).bind(id).execute(p).await?; });
+        Ok(())
+    }
+
+    /// Records that a step is about to execute (before it has any effect).
+    pub async fn start_step(&self, s: &StepStart<'_>) -> Result<(), StoreError> {
+        let sql = "INSERT INTO steps (run_id, path, seq, kind, status, inputs, started_at) \
+                   VALUES ($1, $2, (SELECT COALESCE(MAX(seq), 0) + 1 FROM steps WHERE run_id = $1), $3, 'running', $4, $5) \
+                   ON CONFLICT (run_id, path) DO UPDATE SET status = 'running', inputs = excluded.inputs, \
+                   started_at = excluded.started_at, finished_at = NULL, error = NULL";
+        on_pool!(self, p => { sqlx::query(sql)
+            .bind(s.run_id)
+            .bind(s.path)
+            .bind(s.kind)
+            .bind(json_text(s.inputs))
+            .bind(ts(s.started_at))
+            .execute(p)
+            .await?; });
+        Ok(())
+    }
+
+    /// Records how a step ended.
+    pub async fn finish_step(&self, s: &StepEnd<'_>) -> Result<(), StoreError> {
+        let sql = "UPDATE steps SET status = $1, outputs = $2, logs = $3, error = $4, attempts = $5, finished_at = $6 \
+                   WHERE run_id = $7 AND path = $8";
+        let logs = serde_json::to_string(s.logs).unwrap_or_else(|_| "[]".into());
+        on_pool!(self, p => { sqlx::query(sql)
+            .bind(s.status)
+            .bind(json_text(s.outputs))
+            .bind(logs)
+            .bind(s.error)
+            .bind(i64::from(s.attempts))
+            .bind(ts(s.finished_at))
+            .bind(s.run_id)
+            .bind(s.path)
+            .execute(p)
+            .await?; });
+        Ok(())
+    }
+
+    /// The newest runs first.
+    pub async fn list_runs(&self, limit: i64) -> Result<Vec<RunRecord>, StoreError> {
+        let sql =
+            format!("SELECT {RUN_COLUMNS} FROM runs ORDER BY started_at DESC, id DESC LIMIT $1");
+        let mut out = Vec::new();
+        on_pool!(self, p => {
+            for row in sqlx::query(AssertSqlSafe(sql.clone())).bind(limit).fetch_all(p).await? {
+                out.push(run_record!(&row));
+            }
+        });
+        Ok(out)
+    }
+
+    /// Runs not finished: running or waiting for approval (after a crash: interrupted ones).
+    pub async fn unfinished_runs(&self) -> Result<Vec<RunRecord>, StoreError> {
+        let sql = format!(
+            "SELECT {RUN_COLUMNS} FROM runs WHERE status IN ('running', 'waiting_approval') ORDER BY started_at"
+        );
+        let mut out = Vec::new();
+        on_pool!(self, p => {
+            for row in sqlx::query(AssertSqlSafe(sql.clone())).fetch_all(p).await? {
+                out.push(run_record!(&row));
+            }
+        });
+        Ok(out)
+    }
+
+    /// One run and its steps in execution order.
+    pub async fn get_run(&self, id: &str) -> Result<(RunRecord, Vec<StepRecord>), StoreError> {
+        let run_sql = format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = $1");
+        let steps_sql = format!("SELECT {STEP_COLUMNS} FROM steps WHERE run_id = $1 ORDER BY seq");
+        on_pool!(self, p => {
+            let row = sqlx::query(AssertSqlSafe(run_sql.clone())).bind(id).fetch_optional(p).await?;
+            let run = match row {
+                Some(row) => run_record!(&row),
+                None => return Err(StoreError::NoSuchRun(id.to_string())),
+            };
+            let mut steps = Vec::new();
+            for row in sqlx::query(AssertSqlSafe(steps_sql.clone())).bind(id).fetch_all(p).await? {
+                steps.push(step_record!(&row));
+            }
+            Ok((run, steps))
+        })
+    }
+
+    /// Asks for a decision (idempotent: an existing request, decided or not, is kept).
+    pub async fn request_approval(
+        &self,
+        run_id: &str,
+        step_path: &str,
+        message: &str,
+    ) -> Result<(), StoreError> {
+        let sql = "INSERT INTO approvals (run_id, step_path, message, status, requested_at) \
+                   VALUES ($1, $2, $3, 'pending', $4) ON CONFLICT (run_id, step_path) DO NOTHING";
+        on_pool!(self, p => { sqlx::query(sql).bind(run_id).bind(step_path).bind(message).bind(ts(Utc::now())).execute(p).await?; });
+        Ok(())
+    }
+
+    pub async fn approval(
+        &self,
+        run_id: &str,
+        step_path: &str,
+    ) -> Result<Option<ApprovalRecord>, StoreError> {
+        let sql = format!(
+            "SELECT {APPROVAL_COLUMNS} FROM approvals WHERE run_id = $1 AND step_path = $2"
+        );
+        on_pool!(self, p => {
+            match sqlx::query(AssertSqlSafe(sql.clone())).bind(run_id).bind(step_path).fetch_optional(p).await? {
+                Some(row) => Ok(Some(approval_record!(&row))),
+                None => Ok(None),
+            }
+        })
+    }
+
+    pub async fn pending_approvals(&self) -> Result<Vec<ApprovalRecord>, StoreError> {
+        let sql = format!(
+            "SELECT {APPROVAL_COLUMNS} FROM approvals WHERE status = 'pending' ORDER BY requested_at"
+        );
+        let mut out = Vec::new();
+        on_pool!(self, p => {
+            for row in sqlx::query(AssertSqlSafe(sql.clone())).fetch_all(p).await? {
+                out.push(approval_record!(&row));
+            }
+        });
+        Ok(out)
+    }
+
+    /// Approves or rejects every pending approval of a run; returns the step paths decided.
+    pub async fn decide(
+        &self,
+        run_id: &str,
+        approve: bool,
+        who: &str,
+        comment: Option<&str>,
+    ) -> Result<Vec<String>, StoreError> {
+        let status = if approve { "approved" } else { "rejected" };
+        self.decide_as(run_id, status, who, comment).await
+    }
+
+    /// Records a decision made by the approval step itself (its timeout default).
+    pub async fn decide_as(
+        &self,
+        run_id: &str,
+        status: &str,
+        who: &str,
+        comment: Option<&str>,
+    ) -> Result<Vec<String>, StoreError> {
+        let pending = self.pending_approvals().await?;
+        let paths: Vec<String> = pending
+            .into_iter()
+            .filter(|a| a.run_id == run_id)
+            .map(|a| a.step_path)
+            .collect();
+        if paths.is_empty() {
+            return Err(StoreError::NoPendingApproval(run_id.to_string()));
+        }
+        let sql = "UPDATE approvals SET status = $1, decided_by = $2, decided_at = $3, comment = $4 \
+                   WHERE run_id = $5 AND step_path = $6 AND status = 'pending'";
+        let now = ts(Utc::now());
+        for path in &paths {
+            on_pool!(self, p => { sqlx::query(sql)
+                .bind(status)
+                .bind(who)
+                .bind(&now)
+                .bind(comment)
+                .bind(run_id)
+                .bind(path)
+                .execute(p)
+                .await?; });
+        }
+        Ok(paths)
+    }
+}
