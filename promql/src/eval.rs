@@ -31,6 +31,13 @@ pub enum EvalError {
     Unsupported(String),
 }
 
+/// Most steps a range query may have (Prometheus' limit).
+pub const MAX_RANGE_POINTS: i64 = 11_000;
+
+/// Most evaluation steps one subquery may take; a bound on work, since
+/// every step is a full evaluation of the inner expression.
+pub const MAX_SUBQUERY_STEPS: i64 = 100_000;
+
 pub(crate) fn exec_err<T>(msg: impl Into<String>) -> Result<T, EvalError> {
     Err(EvalError::Execution(msg.into()))
 }
@@ -107,6 +114,11 @@ impl Evaluator {
         }
         if end_ms < start_ms {
             return exec_err("end timestamp must not be before start time");
+        }
+        if (end_ms - start_ms) / step_ms >= MAX_RANGE_POINTS {
+            return exec_err(format!(
+                "exceeded maximum resolution of {MAX_RANGE_POINTS} points per timeseries. Try decreasing the query resolution (?step=XX)"
+            ));
         }
         match expr.value_type() {
             ValueType::Vector | ValueType::Scalar => {}
@@ -289,6 +301,11 @@ fn eval_subquery(ctx: &Ctx, sq: &SubqueryExpr, t: i64) -> Result<RangeVec, EvalE
     let mut start = step * (te - range).div_euclid(step);
     if start <= te - range {
         start += step;
+    }
+    if (te - start) / step >= MAX_SUBQUERY_STEPS {
+        return exec_err(format!(
+            "subquery would take more than {MAX_SUBQUERY_STEPS} steps; use a coarser resolution"
+        ));
     }
     let mut acc = SeriesAcc::default();
     let mut ts = start;

@@ -7,6 +7,7 @@
 
 mod chunk;
 
+use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -246,18 +247,22 @@ impl Index {
     }
 
     /// Ids of series that may match; every one must still be checked
-    /// against all matchers. `None` means "all series".
-    fn candidates(&self, matchers: &[Matcher]) -> Option<Vec<u32>> {
-        let mut lists: Vec<Vec<u32>> = Vec::new();
+    /// against all matchers. `None` means "all series". A single equality
+    /// matcher's postings list is borrowed, not copied.
+    fn candidates(&self, matchers: &[Matcher]) -> Option<Cow<'_, [u32]>> {
+        let mut lists: Vec<Cow<'_, [u32]>> = Vec::new();
         for m in matchers {
             if m.is_match("") {
                 // Matches series lacking the label too: postings cannot narrow.
                 continue;
             }
             let values = self.postings.get(&m.name);
-            let list = match (&m.op, values) {
-                (_, None) => Vec::new(),
-                (MatchOp::Equal, Some(values)) => values.get(&m.value).cloned().unwrap_or_default(),
+            let list: Cow<'_, [u32]> = match (&m.op, values) {
+                (_, None) => Cow::Borrowed(&[]),
+                (MatchOp::Equal, Some(values)) => match values.get(&m.value) {
+                    Some(ids) => Cow::Borrowed(ids.as_slice()),
+                    None => Cow::Borrowed(&[]),
+                },
                 (_, Some(values)) => {
                     let mut ids: Vec<u32> = values
                         .iter()
@@ -265,29 +270,40 @@ impl Index {
                         .flat_map(|(_, ids)| ids.iter().copied())
                         .collect();
                     ids.sort_unstable();
-                    ids
+                    Cow::Owned(ids)
                 }
             };
             if list.is_empty() {
-                return Some(Vec::new());
+                return Some(Cow::Borrowed(&[]));
             }
             lists.push(list);
         }
-        lists.sort_by_key(Vec::len);
+        lists.sort_by_key(|l| l.len());
         let mut iter = lists.into_iter();
         let first = iter.next()?;
-        Some(iter.fold(first, |acc, l| intersect(&acc, &l)))
+        Some(iter.fold(first, |acc, l| Cow::Owned(intersect(&acc, &l))))
     }
 
-    fn matching(&self, matchers: &[Matcher]) -> Vec<Arc<Entry>> {
-        let pick = |e: &Arc<Entry>| matches_all(&e.labels, matchers).then(|| e.clone());
+    /// Calls `f` for every series matching all matchers, under the index
+    /// read lock (no per-series reference counting on the hot path).
+    fn for_each_match(&self, matchers: &[Matcher], mut f: impl FnMut(&Entry)) {
         match self.candidates(matchers) {
-            Some(ids) => ids
-                .iter()
-                .filter_map(|id| self.series[*id as usize].as_ref())
-                .filter_map(pick)
-                .collect(),
-            None => self.series.iter().flatten().filter_map(pick).collect(),
+            Some(ids) => {
+                for id in ids.iter() {
+                    if let Some(e) = self.series[*id as usize].as_deref()
+                        && matches_all(&e.labels, matchers)
+                    {
+                        f(e);
+                    }
+                }
+            }
+            None => {
+                for e in self.series.iter().flatten() {
+                    if matches_all(&e.labels, matchers) {
+                        f(e);
+                    }
+                }
+            }
         }
     }
 }
@@ -435,9 +451,8 @@ impl MemStorage {
 
 impl Queryable for MemStorage {
     fn select(&self, matchers: &[Matcher], mint_ms: i64, maxt_ms: i64) -> Vec<Series> {
-        let entries = read(&self.index).matching(matchers);
-        let mut out = Vec::with_capacity(entries.len());
-        for e in entries {
+        let mut out = Vec::new();
+        read(&self.index).for_each_match(matchers, |e| {
             let mut points = Vec::new();
             lock(&e.data).points(mint_ms, maxt_ms, &mut points);
             if !points.is_empty() {
@@ -446,7 +461,7 @@ impl Queryable for MemStorage {
                     points,
                 });
             }
-        }
+        });
         out
     }
 
@@ -456,29 +471,27 @@ impl Queryable for MemStorage {
         mint_ms: i64,
         maxt_ms: i64,
     ) -> Vec<(Labels, WindowSummary)> {
-        let entries = read(&self.index).matching(matchers);
-        entries
-            .into_iter()
-            .filter_map(|e| {
-                let s = lock(&e.data).summary(mint_ms, maxt_ms)?;
-                Some((e.labels.clone(), s))
-            })
-            .collect()
+        let mut out = Vec::new();
+        read(&self.index).for_each_match(matchers, |e| {
+            if let Some(s) = lock(&e.data).summary(mint_ms, maxt_ms) {
+                out.push((e.labels.clone(), s));
+            }
+        });
+        out
     }
 
     fn select_last(&self, matchers: &[Matcher], mint_ms: i64, maxt_ms: i64) -> Vec<Sample> {
-        let entries = read(&self.index).matching(matchers);
-        entries
-            .into_iter()
-            .filter_map(|e| {
-                let (t, v) = lock(&e.data).last_in(mint_ms, maxt_ms)?;
-                Some(Sample {
+        let mut out = Vec::new();
+        read(&self.index).for_each_match(matchers, |e| {
+            if let Some((t, v)) = lock(&e.data).last_in(mint_ms, maxt_ms) {
+                out.push(Sample {
                     labels: e.labels.clone(),
                     t,
                     v,
-                })
-            })
-            .collect()
+                });
+            }
+        });
+        out
     }
 }
 
