@@ -45,6 +45,51 @@ pub fn main() -> i32 {
             }
         };
     }
-    eprintln!("sluice-engine: running requires the pipeline (not built yet); use --config-check");
-    2
+    init_logging();
+    let (config, config_path) = match &args.config {
+        Some(path) => match config::load_file(path) {
+            Ok(c) => (c, Some(path.clone())),
+            Err(e) => {
+                let source = std::fs::read_to_string(path).unwrap_or_default();
+                for d in &e.diagnostics {
+                    eprintln!("{}", d.render(&source));
+                }
+                return 1;
+            }
+        },
+        None => (config::EngineConfig::default(), None),
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("sluice-engine: cannot start the async runtime: {e}");
+            return 1;
+        }
+    };
+    let opts = crate::run::RunOptions {
+        config,
+        config_path,
+        fault_injection: args.enable_fault_injection,
+    };
+    match runtime.block_on(crate::run::run(opts)) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("sluice-engine: {e:#}");
+            1
+        }
+    }
+}
+
+/// JSON logs when SLUICE_LOG_FORMAT=json, human logs otherwise; level from RUST_LOG (default info).
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rdkafka=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if std::env::var("SLUICE_LOG_FORMAT").is_ok_and(|v| v == "json") {
+        let _ = builder.json().try_init();
+    } else {
+        let _ = builder.try_init();
+    }
 }

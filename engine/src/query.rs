@@ -355,6 +355,15 @@ impl Query {
         }
     }
 
+    /// Emits the oldest open window early (evict_oldest under memory pressure).
+    pub fn emit_oldest(&mut self, out: &mut OutputBatch) {
+        if let Mode::Window(w) = &mut self.mode
+            && let Some((start, state)) = w.agg.pop_oldest()
+        {
+            w.emitter.emit(start, state, out, &mut self.stats);
+        }
+    }
+
     /// Lowest input offset per partition still needed by open windows.
     pub fn offset_holds(&self) -> Vec<(i32, i64)> {
         match &self.mode {

@@ -3,9 +3,11 @@
 //! Loading and checking live in [`load`]; positions in the file in [`position`].
 
 mod load;
+mod patch;
 mod position;
 
 pub use load::{ConfigError, check_file, load_file, load_str};
+pub use patch::{apply_patch, merge_patch};
 pub use position::path_at;
 
 use std::collections::BTreeMap;

@@ -1,0 +1,3 @@
+//! Where results go. Kafka is the only sink.
+
+pub mod kafka;

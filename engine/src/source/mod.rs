@@ -1,0 +1,3 @@
+//! Where records come from. Kafka is the only source.
+
+pub mod kafka;
