@@ -18,7 +18,10 @@ use sluice_promql::MemStorage;
 const RULES: &str = "groups:\n  - name: latency\n    interval: 1s\n    rules:\n      - alert: Crossed\n        expr: sluice_backlog_size > 100\n";
 
 async fn metrics(State(v): State<Arc<AtomicU64>>) -> String {
-    format!("sluice_backlog_size{{topic=\"in\"}} {}\n", v.load(Ordering::SeqCst))
+    format!(
+        "sluice_backlog_size{{topic=\"in\"}} {}\n",
+        v.load(Ordering::SeqCst)
+    )
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -26,7 +29,9 @@ async fn main() {
     let value = Arc::new(AtomicU64::new(0));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let app = Router::new().route("/metrics", get(metrics)).with_state(value.clone());
+    let app = Router::new()
+        .route("/metrics", get(metrics))
+        .with_state(value.clone());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
 
     let dir = std::env::temp_dir().join(format!("sluice-latency-{}", std::process::id()));
@@ -43,7 +48,11 @@ async fn main() {
     mgr.set_groups(mgr.load_files(&[rules]).unwrap());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let url = url::Url::parse(&format!("http://{addr}/metrics")).unwrap();
-    let scraper = Scraper::new(ScrapeTarget::new("engine", url, Duration::from_secs(1)), storage.clone()).unwrap();
+    let scraper = Scraper::new(
+        ScrapeTarget::new("engine", url, Duration::from_secs(1)),
+        storage.clone(),
+    )
+    .unwrap();
     let scrape_task = tokio::spawn(scraper.run(stop_rx.clone()));
     let rule_task = tokio::spawn(mgr.clone().run(stop_rx));
     let mut events = mgr.subscribe();
@@ -58,7 +67,10 @@ async fn main() {
         let crossed = Instant::now();
         value.store(1_000, Ordering::SeqCst);
         loop {
-            let ev = tokio::time::timeout(Duration::from_secs(10), events.recv()).await.unwrap().unwrap();
+            let ev = tokio::time::timeout(Duration::from_secs(10), events.recv())
+                .await
+                .unwrap()
+                .unwrap();
             if ev.kind == AlertEventKind::Firing {
                 break;
             }
