@@ -380,6 +380,13 @@ impl Action for EngineCall {
             }
             if let Some(name) = &self.f.name {
                 req = req.json(&json!({"name": name.value}));
+            } else if self.call.verb != Verb::Get
+                && self.f.patch.is_none()
+                && self.f.state.is_none()
+                && self.f.file.is_none()
+            {
+                // Admin POSTs take JSON; an empty object keeps strict servers happy.
+                req = req.json(&json!({}));
             }
             if let Some(patch) = &self.f.patch {
                 req = req.json(&json_value(&patch.value)?);
