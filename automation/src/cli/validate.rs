@@ -16,6 +16,8 @@ use crate::runbook::{self, Runbook};
 pub enum FileKind {
     Config,
     Rules,
+    /// promtool-format rule tests (run by `sluice rules test`, not checked here).
+    RuleTests,
     Runbook,
 }
 
@@ -52,14 +54,20 @@ pub fn expand(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Diagnostic> {
 }
 
 pub fn classify(path: &Path, text: &str) -> FileKind {
+    // Content first: the shipped rule file may well be called sluice.yaml.
+    if let Ok(node) = crate::yaml::parse(text) {
+        if node.get("groups").is_some() {
+            return FileKind::Rules;
+        }
+        if node.get("rule_files").is_some() && node.get("tests").is_some() {
+            return FileKind::RuleTests;
+        }
+    }
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
     if matches!(name, "sluice.yaml" | "sluice.yml") {
         return FileKind::Config;
     }
-    match crate::yaml::parse(text) {
-        Ok(node) if node.get("groups").is_some() => FileKind::Rules,
-        _ => FileKind::Runbook,
-    }
+    FileKind::Runbook
 }
 
 /// Alert names a rule file defines; its problems go to `diags`.
@@ -141,8 +149,7 @@ pub fn check_paths(paths: &[PathBuf]) -> (Vec<Diagnostic>, BTreeMap<PathBuf, Str
     }
     for (path, text) in &sources {
         match kinds[path] {
-            FileKind::Config => {}
-            FileKind::Rules => {}
+            FileKind::Config | FileKind::Rules | FileKind::RuleTests => {}
             FileKind::Runbook => {
                 let known = Known {
                     config: config.as_ref(),
