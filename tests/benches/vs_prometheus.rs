@@ -109,7 +109,11 @@ fn rules(metrics: usize) -> Vec<String> {
     (0..1000)
         .map(|i| {
             let m = (i * 7) % metrics;
-            let counter = if m.is_multiple_of(2) { m } else { (m + 1) % metrics };
+            let counter = if m.is_multiple_of(2) {
+                m
+            } else {
+                (m + 1) % metrics
+            };
             let gauge = if m % 2 == 1 { m } else { (m + 1) % metrics };
             match i % 5 {
                 0 | 1 => format!("m{gauge} > {}", 90 + i % 20),
