@@ -222,6 +222,29 @@ impl StepCx<'_> {
         })
     }
 
+    /// Resolves where an HTTP-reading step goes: an explicit `url` (no token),
+    /// or a named target's URL plus `path` (`/` when absent) with its token.
+    pub fn endpoint(
+        &self,
+        url: Option<&str>,
+        target: Option<&str>,
+        path: Option<&str>,
+    ) -> Result<(String, Option<crate::secret::Secret>), StepError> {
+        match (url, target) {
+            (Some(u), _) => Ok((u.to_string(), None)),
+            (_, Some(t)) => {
+                let target = self.target(t)?;
+                Ok((
+                    format!("{}{}", target.url, path.unwrap_or("/")),
+                    target.token.clone(),
+                ))
+            }
+            _ => Err(StepError::permanent(
+                "no `url` and no `target` to read from",
+            )),
+        }
+    }
+
     pub fn limits(&self) -> &Limits {
         &self.services.limits
     }

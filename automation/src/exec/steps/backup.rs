@@ -199,17 +199,11 @@ impl Action for BackupConfig {
             // Downloads first: nothing is written if one fails.
             let mut downloads = Vec::new();
             for d in &self.downloads {
-                let (url, token) = match (&d.url, &d.target) {
-                    (Some(u), _) => (u.clone(), None),
-                    (_, Some(t)) => {
-                        let target = cx.target(t)?;
-                        (
-                            format!("{}{}", target.url, d.path.as_deref().unwrap_or("/")),
-                            target.token.clone(),
-                        )
-                    }
-                    _ => return Err(StepError::permanent("download without a source")),
-                };
+                let (url, token) = cx.endpoint(
+                    d.url.as_deref(),
+                    d.target.as_deref().map(|x| x.as_str()),
+                    d.path.as_deref(),
+                )?;
                 let bytes = fetch(cx, &url, token.as_ref()).await?;
                 cx.log(format!("downloaded {} ({} bytes)", d.name, bytes.len()));
                 downloads.push((d.name.clone(), url, bytes));

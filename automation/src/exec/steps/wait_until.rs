@@ -183,17 +183,11 @@ impl Action for WaitConfig {
 }
 
 async fn http_check(cx: &StepCx<'_>, h: &HttpCheck) -> Result<(bool, J), StepError> {
-    let (url, token) = match (&h.url, &h.target) {
-        (Some(u), _) => (u.clone(), None),
-        (_, Some(t)) => {
-            let target = cx.target(t)?;
-            (
-                format!("{}{}", target.url, h.path.as_deref().unwrap_or("/")),
-                target.token.clone(),
-            )
-        }
-        _ => return Err(StepError::permanent("no URL")),
-    };
+    let (url, token) = cx.endpoint(
+        h.url.as_deref(),
+        h.target.as_deref().map(|x| x.as_str()),
+        h.path.as_deref(),
+    )?;
     let mut req = cx
         .services
         .http
