@@ -18,6 +18,7 @@ pub mod runbook;
 pub mod schedule;
 pub mod scrape;
 pub mod secret;
+pub mod service;
 pub mod store;
 pub mod trigger;
 pub mod yaml;

@@ -75,7 +75,7 @@ async fn alertmanager_delivers_firing_and_resolved_alerts() {
     let bin = alertmanager_bin();
     let (tx, mut rx) = broadcast::channel(64);
     let intake = Arc::new(WebhookIntake {
-        events: tx,
+        events: Arc::new(tx),
         auth: WebhookAuth::Bearer(WebhookSecret::new(TOKEN)),
         max_body_bytes: 1 << 20,
     });

@@ -96,10 +96,22 @@ pub enum WebhookAuth {
     Hmac(WebhookSecret),
 }
 
+/// Where received alerts go: the service's alert handling, or a broadcast channel.
+pub trait AlertEventSink: Send + Sync {
+    fn publish(&self, ev: AlertEvent);
+}
+
+impl AlertEventSink for broadcast::Sender<AlertEvent> {
+    fn publish(&self, ev: AlertEvent) {
+        // No subscriber is not an error.
+        let _ = self.send(ev);
+    }
+}
+
 /// State of the intake endpoint.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct WebhookIntake {
-    pub events: broadcast::Sender<AlertEvent>,
+    pub events: Arc<dyn AlertEventSink>,
     pub auth: WebhookAuth,
     /// Largest accepted body in bytes.
     pub max_body_bytes: usize,
@@ -229,10 +241,9 @@ async fn receive(
     let events = message_events(&msg, now_ms)?;
     let count = events.len();
     for ev in events {
-        // Without subscribers the event has nowhere to go; that is not the sender's fault.
-        let _ = intake.events.send(ev);
+        intake.events.publish(ev);
     }
-    tracing::info!(receiver = %msg.receiver, alerts = count, status = %msg.status, "Alertmanager webhook received.");
+    tracing::debug!(receiver = %msg.receiver, alerts = count, status = %msg.status, "Alertmanager webhook received.");
     Ok(axum::Json(serde_json::json!({ "accepted": count })).into_response())
 }
 
@@ -269,7 +280,7 @@ mod tests {
         let (tx, rx) = broadcast::channel(16);
         (
             Arc::new(WebhookIntake {
-                events: tx,
+                events: Arc::new(tx),
                 auth,
                 max_body_bytes: 4096,
             }),

@@ -160,6 +160,7 @@ mod tests {
         let req = Requirement {
             tokens: Arc::new(tokens),
             role: Role::Operator,
+            open_reads: false,
         };
         let sink: Arc<dyn AuditSink> = sink;
         Router::new()

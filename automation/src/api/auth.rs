@@ -113,6 +113,19 @@ fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
 pub struct Requirement {
     pub tokens: Arc<TokenSet>,
     pub role: Role,
+    /// With no token configured at all, viewer routes are open (like
+    /// Prometheus's API); mutations still need a token.
+    pub open_reads: bool,
+}
+
+impl From<crate::config::Role> for Role {
+    fn from(r: crate::config::Role) -> Role {
+        match r {
+            crate::config::Role::Viewer => Role::Viewer,
+            crate::config::Role::Operator => Role::Operator,
+            crate::config::Role::Admin => Role::Admin,
+        }
+    }
 }
 
 /// Middleware: 401 without a valid token, 403 with a token whose role is too
@@ -126,6 +139,13 @@ pub async fn require(
         .headers()
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
+    if req_state.open_reads && req_state.role == Role::Viewer && req_state.tokens.is_empty() {
+        req.extensions_mut().insert(Principal {
+            name: "anonymous".into(),
+            role: Role::Viewer,
+        });
+        return next.run(req).await;
+    }
     match req_state.tokens.authenticate(header) {
         Ok(principal) => {
             if let Some(slot) = req.extensions().get::<super::audit::PrincipalSlot>() {
@@ -169,6 +189,7 @@ mod tests {
                 Requirement {
                     tokens: Arc::clone(&t),
                     role,
+                    open_reads: false,
                 },
                 require,
             )

@@ -5,6 +5,8 @@ pub mod alertmanager;
 pub mod audit;
 pub mod auth;
 pub mod error;
+pub mod openapi;
+pub mod service;
 pub mod signature;
 
 pub use audit::{AuditEvent, AuditSink, JsonlAuditLog, MemoryAuditLog};

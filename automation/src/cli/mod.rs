@@ -10,7 +10,9 @@ pub mod plan;
 pub mod rules;
 pub mod run;
 pub mod runs;
+pub mod schedule;
 pub mod schema;
+pub mod serve;
 pub mod up;
 pub mod validate;
 
@@ -57,8 +59,13 @@ pub enum Command {
     #[command(subcommand)]
     Rules(RulesCommand),
     /// Start Sluice on the embedded default: a supervised engine on an in-process
-    /// Kafka with demo data. Ctrl-C stops everything.
+    /// Kafka with demo data, and the service with the shipped runbooks and
+    /// alerts. Ctrl-C stops everything.
     Up(up::UpArgs),
+    /// Run the service: schedules, alert-triggered runbooks, webhooks, the API.
+    Serve(serve::ServeArgs),
+    /// List schedules and their next fire times.
+    Schedule(schedule::ScheduleArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -94,5 +101,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Schema => schema::run(),
         Command::Rules(cmd) => rules::run(cmd),
         Command::Up(args) => up::run(args),
+        Command::Serve(args) => serve::run(args),
+        Command::Schedule(args) => schedule::run(args),
     }
 }

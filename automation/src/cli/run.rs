@@ -16,7 +16,7 @@ use serde_json::Value as J;
 use super::ExitCode;
 use crate::config::{Config, HttpUrl, Target};
 use crate::diagnostic::Diagnostic;
-use crate::exec::context::{Progress, Services};
+use crate::exec::context::{Progress, Services, StepEvent};
 use crate::exec::executor::{RunError, RunRequest, RunStatus, execute};
 use crate::runbook::validate::{Known, validate};
 use crate::runbook::{self, Runbook};
@@ -216,14 +216,8 @@ impl Progress for Printer {
         }
     }
 
-    fn step_finished(
-        &self,
-        _run: &str,
-        path: &str,
-        status: &str,
-        elapsed: StdDuration,
-        error: Option<&str>,
-    ) {
+    fn step_finished(&self, ev: &StepEvent<'_>) {
+        let (path, status, elapsed, error) = (ev.path, ev.status, ev.elapsed, ev.error);
         if let Some(bar) = self.running.lock().ok().and_then(|mut r| r.remove(path)) {
             bar.finish_and_clear();
             self.bars.remove(&bar);

@@ -28,6 +28,15 @@ pub trait Muter {
     fn mutes(&self, labels: &LabelSet, now: DateTime<Utc>) -> bool;
 }
 
+/// Mutes nothing.
+pub struct NoMute;
+
+impl Muter for NoMute {
+    fn mutes(&self, _: &LabelSet, _: DateTime<Utc>) -> bool {
+        false
+    }
+}
+
 /// An alert as the dispatcher sees it, from internal rules or the webhook.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Alert {
@@ -137,6 +146,12 @@ impl Dispatcher {
 
     /// Returns the notifications due at `now` and advances the groups' timers.
     pub fn tick(&mut self, now: DateTime<Utc>) -> Vec<Notification> {
+        self.tick_with(now, &NoMute)
+    }
+
+    /// [`Dispatcher::tick`] with one more muter (alerts handled by a running
+    /// runbook, maintenance windows), applied like silences.
+    pub fn tick_with(&mut self, now: DateTime<Utc>, extra: &dyn Muter) -> Vec<Notification> {
         let all: Vec<&Alert> = self
             .groups
             .values()
@@ -161,7 +176,9 @@ impl Dispatcher {
                 .alerts
                 .values()
                 .filter(|a| {
-                    !self.silences.mutes(&a.labels, now) && !self.inhibitor.mutes(&a.labels, now)
+                    !self.silences.mutes(&a.labels, now)
+                        && !self.inhibitor.mutes(&a.labels, now)
+                        && !extra.mutes(&a.labels, now)
                 })
                 .collect();
             let (resolved, firing): (Vec<&Alert>, Vec<&Alert>) =

@@ -36,17 +36,30 @@ impl Default for Limits {
     }
 }
 
-/// Hears about steps as they run (the CLI prints progress lines).
+/// How a step ended, as [`Progress`] hears it.
+#[derive(Debug, Clone, Copy)]
+pub struct StepEvent<'a> {
+    pub run_id: &'a str,
+    pub runbook: &'a str,
+    pub path: &'a str,
+    pub kind: &'a str,
+    pub status: &'a str,
+    pub elapsed: StdDuration,
+    pub error: Option<&'a str>,
+    /// The step's configuration after templating, secrets redacted (`Null` when it did not render).
+    pub inputs: &'a serde_json::Value,
+}
+
+/// Hears about steps as they run (the CLI prints progress lines, the service counts them).
 pub trait Progress: Send + Sync {
     fn step_started(&self, run_id: &str, path: &str, kind: &str);
-    fn step_finished(
-        &self,
-        run_id: &str,
-        path: &str,
-        status: &str,
-        elapsed: StdDuration,
-        error: Option<&str>,
-    );
+    fn step_finished(&self, event: &StepEvent<'_>);
+}
+
+/// Answers PromQL instant queries (the service's own scraped metrics) in the
+/// Prometheus HTTP API's `data` shape.
+pub trait InstantQuery: Send + Sync {
+    fn query(&self, expr: &str, t_ms: i64) -> Result<serde_json::Value, String>;
 }
 
 /// Services shared by every run.
@@ -61,6 +74,10 @@ pub struct Services {
     pub progress: Option<Arc<dyn Progress>>,
     /// How often a waiting approval step looks for a decision in the store.
     pub approval_poll: StdDuration,
+    /// Base URL of the service's API, for links to runs in notifications.
+    pub external_url: Option<String>,
+    /// PromQL over the service's own metrics (used when no Prometheus is configured).
+    pub local_query: Option<Arc<dyn InstantQuery>>,
 }
 
 impl Services {
@@ -75,7 +92,16 @@ impl Services {
             limits: Limits::default(),
             progress: None,
             approval_poll: StdDuration::from_millis(500),
+            external_url: None,
+            local_query: None,
         })
+    }
+
+    /// Where a person can look at a run (`None` without an external URL).
+    pub fn run_url(&self, run_id: &str) -> Option<String> {
+        self.external_url
+            .as_ref()
+            .map(|base| format!("{}/api/v1/runs/{run_id}", base.trim_end_matches('/')))
     }
 
     pub fn add_runbook(&self, runbook: Arc<Runbook>) {
@@ -162,6 +188,10 @@ pub struct RunState {
     /// How deep in `runbook` calls this run is (0 for a top-level run).
     pub depth: usize,
     pub who: String,
+    /// Service instance executing it.
+    pub owner: Option<String>,
+    /// Records of a run being resumed after a crash.
+    pub resume: Option<Arc<super::executor::Resume>>,
 }
 
 /// Log lines of one step, bounded.

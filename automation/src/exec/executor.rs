@@ -23,47 +23,63 @@ use crate::runbook::model::{Runbook, Step};
 use crate::runbook::params;
 use crate::runbook::template::{Escape, truthy};
 use crate::store::{NewRun, StepEnd, StepStart};
+
+/// Step status written for steps cut off by a cancel or the run timeout.
+pub const ABANDONED: &str = "abandoned";
 use crate::yaml::{Node, Value};
 
-/// Lifecycle of a run. Legal moves: Running → WaitingApproval ⇄ Running →
-/// Succeeded | Failed; Running → Interrupted (found after a crash).
+/// Lifecycle of a run. Legal moves: Queued → Running; Running →
+/// WaitingApproval ⇄ Running → Succeeded | Failed | Cancelled; Running |
+/// WaitingApproval → Interrupted (found after a crash at a step that is not
+/// safe to repeat); Queued → Cancelled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RunStatus {
+    /// Waiting behind another run of the same guard key (`concurrency: queue`).
+    Queued,
     Running,
     WaitingApproval,
     Succeeded,
     Failed,
+    /// Stopped on request (API / CLI); `on_failure` steps ran.
+    Cancelled,
     Interrupted,
 }
 
 impl RunStatus {
     pub fn as_str(self) -> &'static str {
         match self {
+            RunStatus::Queued => "queued",
             RunStatus::Running => "running",
             RunStatus::WaitingApproval => "waiting_approval",
             RunStatus::Succeeded => "succeeded",
             RunStatus::Failed => "failed",
+            RunStatus::Cancelled => "cancelled",
             RunStatus::Interrupted => "interrupted",
         }
     }
 
+    pub const ALL: [RunStatus; 7] = [
+        Self::Queued,
+        Self::Running,
+        Self::WaitingApproval,
+        Self::Succeeded,
+        Self::Failed,
+        Self::Cancelled,
+        Self::Interrupted,
+    ];
+
     pub fn parse(s: &str) -> Option<RunStatus> {
-        [
-            Self::Running,
-            Self::WaitingApproval,
-            Self::Succeeded,
-            Self::Failed,
-            Self::Interrupted,
-        ]
-        .into_iter()
-        .find(|v| v.as_str() == s)
+        Self::ALL.into_iter().find(|v| v.as_str() == s)
     }
 
     pub fn is_final(self) -> bool {
         matches!(
             self,
-            RunStatus::Succeeded | RunStatus::Failed | RunStatus::Interrupted
+            RunStatus::Succeeded
+                | RunStatus::Failed
+                | RunStatus::Cancelled
+                | RunStatus::Interrupted
         )
     }
 }
@@ -98,6 +114,57 @@ impl StepStatus {
     }
 }
 
+/// Asks a running run to stop; the executor hears it between and inside steps
+/// (the current step's future is dropped, which kills its processes and aborts
+/// its requests), runs `on_failure`, and records the run as cancelled.
+#[derive(Debug, Clone)]
+pub struct CancelHandle(Arc<tokio::sync::watch::Sender<Option<String>>>);
+
+impl CancelHandle {
+    pub fn new() -> (CancelHandle, CancelSignal) {
+        let (tx, rx) = tokio::sync::watch::channel(None);
+        (CancelHandle(Arc::new(tx)), CancelSignal(rx))
+    }
+
+    /// Cancels on behalf of `who`; the first request wins.
+    pub fn cancel(&self, who: &str) {
+        self.0.send_if_modified(|v| {
+            if v.is_none() {
+                *v = Some(who.to_string());
+                true
+            } else {
+                false
+            }
+        });
+    }
+}
+
+/// The receiving side of a [`CancelHandle`].
+#[derive(Debug, Clone)]
+pub struct CancelSignal(tokio::sync::watch::Receiver<Option<String>>);
+
+impl CancelSignal {
+    /// Resolves with who cancelled; never resolves if nobody does.
+    pub async fn cancelled(&mut self) -> String {
+        let who = match self.0.wait_for(Option::is_some).await {
+            Ok(v) => v.clone(),
+            Err(_) => None,
+        };
+        match who {
+            Some(who) => who,
+            // The handle is gone: nobody can cancel any more.
+            None => std::future::pending().await,
+        }
+    }
+}
+
+/// Step records of an interrupted run: steps that finished are not run again
+/// (their outputs are restored into `steps.*`); the rest run.
+#[derive(Debug, Clone, Default)]
+pub struct Resume {
+    pub steps: BTreeMap<String, crate::store::StepRecord>,
+}
+
 /// What asked for a run.
 #[derive(Debug, Clone, Default)]
 pub struct RunRequest {
@@ -113,6 +180,15 @@ pub struct RunRequest {
     pub dry_run: bool,
     pub parent_run: Option<String>,
     pub depth: usize,
+    /// The run record exists already (created by the service with its guard
+    /// and claim): use this id and do not create another.
+    pub id: Option<String>,
+    /// Service instance that owns the run (recorded; child runs inherit it).
+    pub owner: Option<String>,
+    /// The scheduled time of the fire that started it (`run.scheduled_at`).
+    pub scheduled_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub cancel: Option<CancelSignal>,
+    pub resume: Option<Resume>,
 }
 
 /// The end of a run.
@@ -166,11 +242,17 @@ pub async fn execute(
     runbook: Arc<Runbook>,
     req: RunRequest,
 ) -> Result<RunOutcome, RunError> {
-    let id = new_run_id();
+    let preassigned = req.id.is_some();
+    let id = req.id.clone().unwrap_or_else(new_run_id);
     let now = chrono::Utc::now();
     let base = json!({
         "runbook": {"name": runbook.name.value, "description": runbook.description},
-        "run": {"id": id, "trigger": req.trigger, "who": req.who, "started_at": now.to_rfc3339(), "dry_run": req.dry_run},
+        "run": {
+            "id": id, "trigger": req.trigger, "who": req.who, "started_at": now.to_rfc3339(),
+            "dry_run": req.dry_run, "resumed": req.resume.is_some(),
+            "scheduled_at": req.scheduled_at.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+            "url": services.run_url(&id),
+        },
         "now": now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         "alert": req.alert.clone().unwrap_or(J::Null),
         "webhook": req.webhook.clone().unwrap_or(J::Null),
@@ -181,31 +263,46 @@ pub async fn execute(
         "params": {},
     });
     let scope = Scope::new(base);
-    let params = params::resolve(&runbook, &req.params, &|t| {
-        scope.render(t, Escape::None).map_err(|e| e.0)
-    })
-    .map_err(RunError::InvalidParams)?;
-    scope.set("params", J::Object(params.clone()));
-
     let store = if req.dry_run {
         None
     } else {
         services.store.as_ref()
     };
+    let params = match params::resolve(&runbook, &req.params, &|t| {
+        scope.render(t, Escape::None).map_err(|e| e.0)
+    }) {
+        Ok(p) => p,
+        Err(errors) => {
+            // A service-created record must not stay `running`: say why it never started.
+            if let (Some(store), true) = (store, preassigned) {
+                let msg = services
+                    .redactor
+                    .text(&format!("invalid parameters: {}", errors.join("; ")));
+                store
+                    .finish_run(&id, RunStatus::Failed, Some(&msg), chrono::Utc::now())
+                    .await?;
+            }
+            return Err(RunError::InvalidParams(errors));
+        }
+    };
+    scope.set("params", J::Object(params.clone()));
+
     if let Some(store) = store {
-        store
-            .create_run(&NewRun {
-                id: &id,
-                runbook: &runbook.name,
-                trigger: &req.trigger,
-                who: &req.who,
-                params: &services.redactor.json(&J::Object(params)),
-                parent: req.parent_run.as_deref(),
-                started_at: now,
-            })
-            .await?;
+        let recorded = services.redactor.json(&J::Object(params));
+        if preassigned {
+            store.set_run_params(&id, &recorded).await?;
+        } else {
+            store
+                .create_run(&NewRun {
+                    parent: req.parent_run.as_deref(),
+                    owner: req.owner.as_deref(),
+                    ..NewRun::manual(&id, &runbook.name, &req.trigger, &req.who, &recorded, now)
+                })
+                .await?;
+        }
     }
     info!(run_id = %id, runbook = %runbook.name.value, trigger = %req.trigger, "Run started.");
+    let resumed = req.resume.is_some();
     let run = RunState {
         id: id.clone(),
         runbook: runbook.clone(),
@@ -213,24 +310,46 @@ pub async fn execute(
         dry_run: req.dry_run,
         depth: req.depth,
         who: req.who.clone(),
+        owner: req.owner.clone(),
+        resume: req.resume.map(Arc::new),
     };
-    if !req.dry_run {
+    if !req.dry_run && !resumed {
         super::steps::notify::run_event(services, &run, "start", &runbook.notify.on_start, None)
             .await;
     }
 
     let mut plan = Vec::new();
     let body = run_steps(services, &run, &runbook.steps, &run.scope, "", &mut plan);
-    let result = match runbook.timeout {
-        Some(limit) => match tokio::time::timeout(limit.std(), body).await {
-            Ok(r) => r,
-            Err(_) => Err(Stopped {
-                path: String::new(),
-                error: format!("run timed out after {limit}"),
-            }),
-        },
-        None => body.await,
+    let limited = async {
+        match runbook.timeout {
+            Some(limit) => match tokio::time::timeout(limit.std(), body).await {
+                Ok(r) => r,
+                Err(_) => Err(Stopped {
+                    path: String::new(),
+                    error: format!("run timed out after {limit}"),
+                }),
+            },
+            None => body.await,
+        }
     };
+    let mut cancel = req.cancel.clone();
+    let mut cancelled_by = None;
+    let result = match cancel.as_mut() {
+        Some(signal) => tokio::select! {
+            r = limited => r,
+            who = signal.cancelled() => {
+                cancelled_by = Some(who.clone());
+                Err(Stopped { path: String::new(), error: format!("cancelled by {who}") })
+            }
+        },
+        None => limited.await,
+    };
+    if result.is_err()
+        && let Some(store) = store
+    {
+        // Steps cut off by the run timeout or a cancel never finished by themselves.
+        store.abandon_running_steps(&id, chrono::Utc::now()).await?;
+    }
 
     let (status, error) = match &result {
         Ok(()) => (RunStatus::Succeeded, None),
@@ -240,7 +359,12 @@ pub async fn execute(
             } else {
                 format!("{}: {}", stop.path, stop.error)
             };
-            (RunStatus::Failed, Some(services.redactor.text(&msg)))
+            let status = if cancelled_by.is_some() {
+                RunStatus::Cancelled
+            } else {
+                RunStatus::Failed
+            };
+            (status, Some(services.redactor.text(&msg)))
         }
     };
     if let Err(stop) = &result
@@ -410,6 +534,52 @@ async fn run_step(
         error,
     };
 
+    // Resuming after a crash: a step that finished keeps its result and is not run again.
+    if let Some(rec) = run.resume.as_ref().and_then(|r| r.steps.get(&path)) {
+        let attempts = rec.attempts;
+        match rec.status.as_str() {
+            "succeeded" => {
+                scope.set_step(
+                    id,
+                    json!({"status": "succeeded", "output": rec.outputs, "attempts": attempts}),
+                );
+                report(
+                    services,
+                    run,
+                    &path,
+                    step,
+                    StepStatus::Succeeded,
+                    StdDuration::ZERO,
+                    None,
+                );
+                return Ok(());
+            }
+            "failed" => {
+                let error = rec.error.clone().unwrap_or_default();
+                scope.set_step(
+                    id,
+                    json!({"status": "failed", "output": {}, "error": error, "attempts": attempts}),
+                );
+                report(
+                    services,
+                    run,
+                    &path,
+                    step,
+                    StepStatus::Failed,
+                    StdDuration::ZERO,
+                    Some(&error),
+                );
+                return if step.continue_on_error {
+                    Ok(())
+                } else {
+                    Err(stop(error))
+                };
+            }
+            // Interrupted (`running`/`abandoned`): the service only resumes when it is safe to repeat.
+            _ => {}
+        }
+    }
+
     if let Some(when) = &step.when {
         match scope.render(when, Escape::None) {
             Ok(v) if !truthy(&v) => {
@@ -565,7 +735,7 @@ async fn run_step(
             .await
             .map_err(|e| stop(format!("cannot record step end: {e}")))?;
     }
-    report(
+    report_with(
         services,
         run,
         &path,
@@ -573,6 +743,7 @@ async fn run_step(
         status,
         elapsed,
         error.as_deref(),
+        &inputs,
     );
     // Outputs are visible to later templates unredacted: a step may pass a secret on deliberately.
     let record = match &result {
@@ -657,8 +828,30 @@ fn report(
     elapsed: StdDuration,
     error: Option<&str>,
 ) {
-    let _ = step;
+    report_with(services, run, path, step, status, elapsed, error, &J::Null);
+}
+
+#[allow(clippy::too_many_arguments)]
+fn report_with(
+    services: &Services,
+    run: &RunState,
+    path: &str,
+    step: &Step,
+    status: StepStatus,
+    elapsed: StdDuration,
+    error: Option<&str>,
+    inputs: &J,
+) {
     if let Some(p) = &services.progress {
-        p.step_finished(&run.id, path, status.as_str(), elapsed, error);
+        p.step_finished(&super::context::StepEvent {
+            run_id: &run.id,
+            runbook: &run.runbook.name.value,
+            path,
+            kind: step.kind.name,
+            status: status.as_str(),
+            elapsed,
+            error,
+            inputs,
+        });
     }
 }

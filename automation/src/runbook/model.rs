@@ -122,6 +122,11 @@ pub struct Guards {
     /// Who to tell when a guard stops a run.
     #[serde(default)]
     pub escalate: Option<Escalate>,
+    /// What the guards count per: a template such as `{{alert.labels.instance}}`
+    /// or `{{params.target}}` (default: the alert fingerprint for alert
+    /// triggers, the whole runbook otherwise).
+    #[serde(default)]
+    pub scope: Option<At<String>>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]

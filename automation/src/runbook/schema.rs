@@ -57,7 +57,8 @@ pub fn runbook_schema() -> J {
                     "max_runs": {"type": "object", "additionalProperties": false, "required": ["count", "window"],
                         "properties": {"count": {"type": "integer", "minimum": 1}, "window": {"$ref": "#/definitions/duration"}}},
                     "escalate": {"type": "object", "additionalProperties": false, "required": ["channels"],
-                        "properties": {"channels": channels, "text": {"type": "string"}}}
+                        "properties": {"channels": channels, "text": {"type": "string"}}},
+                    "scope": {"type": "string", "description": "What guards count per (template, e.g. {{alert.labels.instance}}); default: the alert fingerprint, or the whole runbook."}
                 }
             },
             "params": {"type": "object", "additionalProperties": {"$ref": "#/definitions/param"}},

@@ -30,6 +30,8 @@ pub enum StoreError {
     NoPendingApproval(String),
     #[error("corrupt record: {0}")]
     Corrupt(String),
+    #[error("`{claim}` was already claimed by run {run_id}")]
+    Claimed { claim: String, run_id: String },
 }
 
 enum Pool {
@@ -56,11 +58,55 @@ macro_rules! on_pool {
 pub struct NewRun<'a> {
     pub id: &'a str,
     pub runbook: &'a str,
+    /// `running`, or `queued` for a run waiting behind another one.
+    pub status: RunStatus,
     pub trigger: &'a str,
     pub who: &'a str,
     pub params: &'a J,
     pub parent: Option<&'a str>,
     pub started_at: DateTime<Utc>,
+    /// The service instance executing it (`None` for the CLI).
+    pub owner: Option<&'a str>,
+    /// Guard key (`runbook|scope`) its cooldown and concurrency count against.
+    pub guard_key: Option<&'a str>,
+    /// Unique trigger claim (`schedule:ID@TIME`, `hook:NAME:KEY`): a second
+    /// run with the same claim is refused, on every instance.
+    pub claim: Option<&'a str>,
+    /// What started it (alert, webhook body, schedule time), secrets redacted: for resuming.
+    pub request: Option<&'a J>,
+    /// The runbook text it runs, so a resumed run runs what it started with.
+    pub definition: Option<&'a str>,
+    /// The runbook file.
+    pub source: Option<&'a str>,
+}
+
+impl<'a> NewRun<'a> {
+    /// A run started by hand from the CLI: no owner, guard or claim.
+    pub fn manual(
+        id: &'a str,
+        runbook: &'a str,
+        trigger: &'a str,
+        who: &'a str,
+        params: &'a J,
+        started_at: DateTime<Utc>,
+    ) -> Self {
+        NewRun {
+            id,
+            runbook,
+            status: RunStatus::Running,
+            trigger,
+            who,
+            params,
+            parent: None,
+            started_at,
+            owner: None,
+            guard_key: None,
+            claim: None,
+            request: None,
+            definition: None,
+            source: None,
+        }
+    }
 }
 
 pub struct StepStart<'a> {
@@ -94,6 +140,14 @@ pub struct RunRecord {
     pub error: Option<String>,
     pub started_at: String,
     pub finished_at: Option<String>,
+    /// Instance that executes (or executed) it.
+    pub owner: Option<String>,
+    pub guard_key: Option<String>,
+    pub claim: Option<String>,
+    /// Alert / webhook / schedule data it was started with (redacted).
+    pub request: J,
+    pub source: Option<String>,
+    pub queued_at: Option<String>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -136,8 +190,8 @@ fn parse_json(s: Option<String>) -> J {
         .unwrap_or(J::Null)
 }
 
-const RUN_COLUMNS: &str =
-    "id, runbook, status, trigger_kind, who, params, parent_run, error, started_at, finished_at";
+const RUN_COLUMNS: &str = "id, runbook, status, trigger_kind, who, params, parent_run, error, started_at, finished_at, \
+     owner, guard_key, claim, request, source, queued_at";
 const STEP_COLUMNS: &str =
     "path, kind, status, inputs, outputs, logs, error, attempts, started_at, finished_at";
 const APPROVAL_COLUMNS: &str =
@@ -157,6 +211,12 @@ macro_rules! run_record {
             error: row.try_get("error")?,
             started_at: row.try_get("started_at")?,
             finished_at: row.try_get("finished_at")?,
+            owner: row.try_get("owner")?,
+            guard_key: row.try_get("guard_key")?,
+            claim: row.try_get("claim")?,
+            request: parse_json(row.try_get("request")?),
+            source: row.try_get("source")?,
+            queued_at: row.try_get("queued_at")?,
         }
     }};
 }
@@ -253,20 +313,75 @@ impl Store {
         }
     }
 
+    /// Records a new run. With a `claim` another run already holds, nothing is
+    /// written and [`StoreError::Claimed`] names that run.
     pub async fn create_run(&self, run: &NewRun<'_>) -> Result<(), StoreError> {
-        let sql = "INSERT INTO runs (id, runbook, status, trigger_kind, who, params, parent_run, started_at) \
-                   VALUES ($1, $2, 'running', $3, $4, $5, $6, $7)";
-        on_pool!(self, p => { sqlx::query(sql)
+        let sql = "INSERT INTO runs (id, runbook, status, trigger_kind, who, params, parent_run, started_at, \
+                   owner, guard_key, claim, request, definition, source, queued_at) \
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
+                   ON CONFLICT DO NOTHING";
+        let queued_at = (run.status == RunStatus::Queued).then(|| ts(run.started_at));
+        let written: u64 = on_pool!(self, p => sqlx::query(sql)
             .bind(run.id)
             .bind(run.runbook)
+            .bind(run.status.as_str())
             .bind(run.trigger)
             .bind(run.who)
             .bind(json_text(run.params))
             .bind(run.parent)
             .bind(ts(run.started_at))
+            .bind(run.owner)
+            .bind(run.guard_key)
+            .bind(run.claim)
+            .bind(run.request.map(json_text))
+            .bind(run.definition)
+            .bind(run.source)
+            .bind(queued_at)
             .execute(p)
-            .await?; });
+            .await?
+            .rows_affected());
+        if written == 1 {
+            return Ok(());
+        }
+        match run.claim {
+            Some(claim) => match self.run_by_claim(claim).await? {
+                Some(existing) => Err(StoreError::Claimed {
+                    claim: claim.to_string(),
+                    run_id: existing.id,
+                }),
+                None => Err(StoreError::Corrupt(format!("run {} not written", run.id))),
+            },
+            None => Err(StoreError::Corrupt(format!(
+                "run id {} already exists",
+                run.id
+            ))),
+        }
+    }
+
+    /// The run holding a trigger claim.
+    pub async fn run_by_claim(&self, claim: &str) -> Result<Option<RunRecord>, StoreError> {
+        let sql = format!("SELECT {RUN_COLUMNS} FROM runs WHERE claim = $1");
+        on_pool!(self, p => {
+            match sqlx::query(AssertSqlSafe(sql.clone())).bind(claim).fetch_optional(p).await? {
+                Some(row) => Ok(Some(run_record!(&row))),
+                None => Ok(None),
+            }
+        })
+    }
+
+    /// Replaces the recorded parameters (after defaults and templates are resolved).
+    pub async fn set_run_params(&self, id: &str, params: &J) -> Result<(), StoreError> {
+        let sql = "UPDATE runs SET params = $1 WHERE id = $2";
+        on_pool!(self, p => { sqlx::query(sql).bind(json_text(params)).bind(id).execute(p).await?; });
         Ok(())
+    }
+
+    /// The runbook text a run was started with.
+    pub async fn run_definition(&self, id: &str) -> Result<Option<String>, StoreError> {
+        let sql = "SELECT definition FROM runs WHERE id = $1";
+        let row: Option<Option<String>> =
+            on_pool!(self, p => sqlx::query_scalar(sql).bind(id).fetch_optional(p).await?);
+        Ok(row.flatten())
     }
 
     pub async fn set_run_status(&self, id: &str, status: RunStatus) -> Result<(), StoreError> {
@@ -326,6 +441,18 @@ impl Store {
         Ok(())
     }
 
+    /// Marks steps still `running` as abandoned (cut off by a cancel or the run timeout).
+    pub async fn abandon_running_steps(
+        &self,
+        run_id: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let sql = "UPDATE steps SET status = $1, finished_at = $2, error = COALESCE(error, 'cut off by the run ending') \
+                   WHERE run_id = $3 AND status = 'running'";
+        on_pool!(self, p => { sqlx::query(sql).bind(crate::exec::executor::ABANDONED).bind(ts(at)).bind(run_id).execute(p).await?; });
+        Ok(())
+    }
+
     /// The newest runs first.
     pub async fn list_runs(&self, limit: i64) -> Result<Vec<RunRecord>, StoreError> {
         let sql =
@@ -342,7 +469,7 @@ impl Store {
     /// Runs not finished: running or waiting for approval (after a crash: interrupted ones).
     pub async fn unfinished_runs(&self) -> Result<Vec<RunRecord>, StoreError> {
         let sql = format!(
-            "SELECT {RUN_COLUMNS} FROM runs WHERE status IN ('running', 'waiting_approval') ORDER BY started_at"
+            "SELECT {RUN_COLUMNS} FROM runs WHERE status IN ('running', 'waiting_approval', 'queued') ORDER BY started_at"
         );
         let mut out = Vec::new();
         on_pool!(self, p => {
@@ -459,3 +586,8 @@ impl Store {
         Ok(paths)
     }
 }
+
+// After the macros above, which it uses.
+mod service;
+
+pub use service::{InstanceRecord, RunFilter, SilenceRecord};

@@ -72,6 +72,8 @@ struct KeyState {
     active: u32,
     queued: bool,
     last_start: Option<Instant>,
+    /// `last_start` before the latest admission, for [`Guards::revert`].
+    prev_start: Option<Instant>,
     starts: VecDeque<Instant>,
 }
 
@@ -143,9 +145,41 @@ impl Guards {
             }
         }
         state.active += 1;
+        state.prev_start = state.last_start;
         state.last_start = Some(now);
         state.starts.push_back(now);
         Admission::Start
+    }
+
+    /// Undoes the latest [`Admission::Start`] for `key` (the run did not start
+    /// after all, e.g. another instance holds it). `observed` is when the run
+    /// that blocked it started, which then counts for cooldown and the window.
+    pub fn revert(&self, key: &Key, observed: Option<Instant>) {
+        let mut inner = self.lock();
+        let Some(state) = inner.keys.get_mut(key) else {
+            return;
+        };
+        state.active = state.active.saturating_sub(1);
+        state.starts.pop_back();
+        state.last_start = state.prev_start.take();
+        if let Some(t) = observed {
+            state.last_start = Some(state.last_start.map_or(t, |l| l.max(t)));
+            if !state.starts.contains(&t) {
+                state.starts.push_back(t);
+                state.starts.make_contiguous().sort();
+            }
+        }
+    }
+
+    /// Records a start that bypassed [`Guards::admit`] (a queued or resumed run).
+    pub fn force_start(&self, key: &Key, now: Instant) {
+        let mut inner = self.lock();
+        let state = inner.keys.entry(key.clone()).or_default();
+        state.active += 1;
+        state.queued = false;
+        state.prev_start = state.last_start;
+        state.last_start = Some(now);
+        state.starts.push_back(now);
     }
 
     /// Records the end of a run for `key`. Returns `true` when a queued start
@@ -276,6 +310,27 @@ mod tests {
             g.admit(&key("a"), &p, t + Duration::from_secs(3600)),
             Admission::Start
         );
+    }
+
+    #[test]
+    fn revert_undoes_a_start_and_keeps_what_was_observed() {
+        let g = Guards::new();
+        let p = Policy {
+            cooldown: Some(Duration::from_secs(600)),
+            ..Policy::default()
+        };
+        let t = Instant::now();
+        assert_eq!(g.admit(&key("a"), &p, t), Admission::Start);
+        g.revert(&key("a"), None);
+        assert_eq!(g.active(&key("a")), 0);
+        // Nothing started: no cooldown.
+        assert_eq!(g.admit(&key("a"), &p, t), Admission::Start);
+        // Blocked by a run another instance started a minute ago: its start counts.
+        g.revert(&key("a"), Some(t - Duration::from_secs(60)));
+        assert!(matches!(
+            g.admit(&key("a"), &p, t),
+            Admission::Cooldown { .. }
+        ));
     }
 
     #[test]

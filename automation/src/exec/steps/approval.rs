@@ -111,7 +111,19 @@ impl Action for ApprovalConfig {
             )
             .await;
 
-            let start = Instant::now();
+            // The clock runs from the request, so a restart does not extend the wait.
+            let requested = store
+                .approval(run_id, cx.path)
+                .await
+                .map_err(err)?
+                .and_then(|a| chrono::DateTime::parse_from_rfc3339(&a.requested_at).ok())
+                .map(|t| t.with_timezone(&chrono::Utc));
+            let waited = requested
+                .map(|t| (chrono::Utc::now() - t).to_std().unwrap_or_default())
+                .unwrap_or_default();
+            let start = Instant::now()
+                .checked_sub(waited)
+                .unwrap_or_else(Instant::now);
             let decided = loop {
                 if let Some(a) = store.approval(run_id, cx.path).await.map_err(err)?
                     && a.status != "pending"

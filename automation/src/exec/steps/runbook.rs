@@ -72,6 +72,7 @@ impl Action for CallConfig {
                 who: cx.run.who.clone(),
                 parent_run: Some(cx.run.id.clone()),
                 depth: cx.run.depth + 1,
+                owner: cx.run.owner.clone(),
                 ..RunRequest::default()
             };
             let outcome = execute(cx.services, runbook, req)

@@ -3,7 +3,8 @@
 //! result — every `every`, failing after `timeout`.
 //!
 //! PromQL is evaluated by a Prometheus-compatible query API: `query_url` or
-//! sluice.yaml `metrics.prometheus_url` (`/api/v1/query`).
+//! sluice.yaml `metrics.prometheus_url` (`/api/v1/query`); without either, in
+//! the service, over the metrics it scrapes itself.
 
 use std::time::Instant;
 
@@ -252,16 +253,29 @@ async fn promql_check(
     query_url: Option<&str>,
     q: &str,
 ) -> Result<(bool, J), StepError> {
-    let base = match query_url {
-        Some(u) => u.to_string(),
-        None => cx
-            .services
+    let configured = query_url.map(str::to_string).or_else(|| {
+        cx.services
             .config
             .metrics
             .as_ref()
             .and_then(|m| m.prometheus_url.as_ref())
             .map(|u| u.to_string())
-            .ok_or_else(|| StepError::permanent("a PromQL condition needs `query_url` or `metrics.prometheus_url` in sluice.yaml"))?,
+    });
+    if configured.is_none()
+        && let Some(local) = &cx.services.local_query
+    {
+        let data = local
+            .query(q, chrono::Utc::now().timestamp_millis())
+            .map_err(|e| StepError::permanent(format!("query failed: {e}")))?;
+        return Ok(query_holds(&data["result"]));
+    }
+    let base = match configured {
+        Some(u) => u,
+        None => {
+            return Err(StepError::permanent(
+                "a PromQL condition needs `query_url`, `metrics.prometheus_url` in sluice.yaml, or the service's own scraped metrics (`sluice serve`)",
+            ));
+        }
     };
     let url = format!("{}/api/v1/query", base.trim_end_matches('/'));
     let resp = cx
@@ -283,11 +297,15 @@ async fn promql_check(
             doc["error"]
         )));
     }
-    let result = &doc["data"]["result"];
+    Ok(query_holds(&doc["data"]["result"]))
+}
+
+/// A query holds when it returns something (an empty vector does not).
+fn query_holds(result: &J) -> (bool, J) {
     let holds = match result {
         J::Array(items) => !items.is_empty(),
         J::Null => false,
         _ => true,
     };
-    Ok((holds, json!({"result": result})))
+    (holds, json!({"result": result}))
 }

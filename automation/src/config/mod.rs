@@ -15,6 +15,14 @@ use crate::duration::Duration;
 use crate::secret::{Redactor, Secret};
 use crate::yaml::{self, DeError, Node, Pos};
 
+mod check;
+mod service;
+
+pub use service::{
+    Alerting, HookAuthConfig, InhibitConfig, MaintenanceWindow, RouteConfig, ServiceSettings,
+    SilenceConfig,
+};
+
 /// The whole service configuration.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -49,6 +57,15 @@ pub struct Config {
     /// Named secrets runbook templates may use as `secrets.NAME` (redacted in run records).
     #[serde(default)]
     pub secrets: BTreeMap<String, Secret>,
+    /// The long-running service (`sluice serve`).
+    #[serde(default)]
+    pub service: ServiceSettings,
+    /// Alert notifications: routing, receivers, inhibition, silences, maintenance windows.
+    #[serde(default)]
+    pub alerting: Alerting,
+    /// Webhook triggers `POST /api/v1/hooks/{name}`, each with its sender authentication.
+    #[serde(default)]
+    pub hooks: BTreeMap<String, HookAuthConfig>,
 }
 
 /// An engine the runbooks act on.
@@ -101,6 +118,20 @@ pub struct Metrics {
     /// Query a remote Prometheus instead of scraping.
     #[serde(default)]
     pub prometheus_url: Option<HttpUrl>,
+    /// `job` label of scraped targets (the shipped rules use `sluice-engine`).
+    #[serde(default = "default_job")]
+    pub job: String,
+    /// How long scraped samples are kept in memory.
+    #[serde(default = "default_retention")]
+    pub retention: Duration,
+}
+
+fn default_job() -> String {
+    "sluice-engine".to_string()
+}
+
+fn default_retention() -> Duration {
+    Duration::from_secs(6 * 3600)
 }
 
 fn default_scrape_interval() -> Duration {
@@ -246,6 +277,13 @@ impl Config {
         } else {
             yaml::from_node(&node, false).map_err(|e| vec![diag(e.pos, e.message)])?
         };
+        let problems = config.check(&node);
+        if !problems.is_empty() {
+            return Err(problems
+                .into_iter()
+                .map(|e| diag(e.pos, e.message))
+                .collect());
+        }
         Ok(config)
     }
 
@@ -263,6 +301,8 @@ impl Config {
         secrets.extend(self.store.as_ref());
         secrets.extend(self.api.tokens.iter().map(|t| &t.token));
         secrets.extend(self.secrets.values());
+        secrets.extend(self.hooks.values().flat_map(|h| h.secrets()));
+        secrets.extend(self.alerting.webhook.iter().flat_map(|h| h.secrets()));
         Redactor::new(secrets)
     }
 }

@@ -1,0 +1,219 @@
+//! Cross-field checks of `sluice.yaml`, done at load time so a bad reference
+//! is reported with its position instead of failing at 3 a.m.: route
+//! receivers and receiver channels exist, matchers parse, maintenance windows
+//! have valid cron lines and zones, hooks authenticate, scrape entries name
+//! targets or URLs.
+
+use super::{Config, HookAuthConfig, RouteConfig};
+use crate::dispatch::Matcher;
+use crate::yaml::de::{At, did_you_mean};
+use crate::yaml::{DeError, Node, Pos};
+
+/// Position of the node at `path` under `root` (the deepest one that exists).
+fn locate(root: &Node, path: &[&str]) -> Pos {
+    let mut node = root;
+    for key in path {
+        match node.get(key) {
+            Some(n) => node = n,
+            None => break,
+        }
+    }
+    node.pos
+}
+
+impl Config {
+    /// Every cross-field problem, in no particular order; `root` is the
+    /// parsed file, for positions of problems found through map keys.
+    pub fn check(&self, root: &Node) -> Vec<DeError> {
+        let at = |path: &[&str]| locate(root, path);
+        let mut p = Vec::new();
+        let a = &self.alerting;
+        for (name, channels) in &a.receivers {
+            if self.channels.contains_key(name) {
+                let pos = at(&["alerting", "receivers", name]);
+                p.push(DeError::new(
+                    pos,
+                    format!("receiver `{name}` has the name of a channel; pick another name"),
+                ));
+            }
+            for ch in channels {
+                self.check_channel(ch, &mut p);
+            }
+        }
+        if let Some(route) = &a.route {
+            if route.receiver.is_none() {
+                p.push(DeError::new(
+                    at(&["alerting", "route"]),
+                    "the root route needs a `receiver`",
+                ));
+            }
+            if !route.matchers.is_empty() {
+                p.push(DeError::new(
+                    route.matchers[0].pos,
+                    "the root route matches every alert; it cannot have `matchers`",
+                ));
+            }
+            self.check_route(route, &mut p);
+        }
+        for rule in &a.inhibit_rules {
+            matchers(&rule.source_matchers, &mut p);
+            matchers(&rule.target_matchers, &mut p);
+        }
+        for s in &a.silences {
+            matchers(&s.matchers, &mut p);
+            if s.matchers.is_empty() {
+                p.push(DeError::new(
+                    at(&["alerting", "silences"]),
+                    "a silence needs at least one matcher",
+                ));
+            }
+            for t in [&s.starts_at, &s.ends_at].into_iter().flatten() {
+                if chrono::DateTime::parse_from_rfc3339(t).is_err() {
+                    p.push(DeError::new(
+                        t.pos,
+                        format!("`{}` is not an RFC 3339 time", t.value),
+                    ));
+                }
+            }
+        }
+        for w in &a.maintenance_windows {
+            let tz = w.timezone.as_ref().map(|t| t.value.as_str());
+            if let Err(e) = crate::schedule::Schedule::parse(&w.schedule, tz) {
+                let pos = match e {
+                    crate::schedule::ScheduleError::TimeZone(_) => {
+                        w.timezone.as_ref().map_or(w.schedule.pos, |t| t.pos)
+                    }
+                    _ => w.schedule.pos,
+                };
+                p.push(DeError::new(pos, e.to_string()));
+            }
+            matchers(&w.matchers, &mut p);
+        }
+        if let Some(h) = &a.webhook {
+            hook_auth("alerting.webhook", h, at(&["alerting", "webhook"]), &mut p);
+        }
+        for (name, h) in &self.hooks {
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            {
+                p.push(DeError::new(
+                    at(&["hooks", name]),
+                    format!("hook name `{name}`: use letters, digits, `-`, `_`, `.`"),
+                ));
+            }
+            hook_auth(&format!("hooks.{name}"), h, at(&["hooks", name]), &mut p);
+        }
+        if let Some(m) = &self.metrics {
+            for entry in &m.scrape {
+                let is_url = entry.starts_with("http://") || entry.starts_with("https://");
+                if is_url {
+                    if url::Url::parse(entry).is_err() {
+                        p.push(DeError::new(
+                            at(&["metrics", "scrape"]),
+                            format!("metrics.scrape: `{entry}` is not a valid URL"),
+                        ));
+                    }
+                } else if !self.targets.contains_key(entry) {
+                    let hint = did_you_mean(entry, self.targets.keys().map(String::as_str))
+                        .map(|b| format!(", did you mean `{b}`?"))
+                        .unwrap_or_default();
+                    p.push(DeError::new(
+                        at(&["metrics", "scrape"]),
+                        format!(
+                            "metrics.scrape: `{entry}` is neither a target nor an http(s) URL{hint}"
+                        ),
+                    ));
+                }
+            }
+            if m.interval.std().is_zero() {
+                p.push(DeError::new(
+                    at(&["metrics", "interval"]),
+                    "metrics.interval must be more than 0",
+                ));
+            }
+        }
+        if self.service.max_concurrent_runs == 0 {
+            p.push(DeError::new(
+                at(&["service", "max_concurrent_runs"]),
+                "service.max_concurrent_runs must be at least 1",
+            ));
+        }
+        if self.service.lease.std() < std::time::Duration::from_secs(1) {
+            p.push(DeError::new(
+                at(&["service", "lease"]),
+                "service.lease must be at least 1s",
+            ));
+        }
+        p
+    }
+
+    fn check_route(&self, route: &RouteConfig, p: &mut Vec<DeError>) {
+        if let Some(r) = &route.receiver
+            && !self.alerting.receivers.contains_key(&r.value)
+            && !self.channels.contains_key(&r.value)
+        {
+            let names = self
+                .alerting
+                .receivers
+                .keys()
+                .chain(self.channels.keys())
+                .map(String::as_str);
+            let hint = did_you_mean(r, names)
+                .map(|b| format!(", did you mean `{b}`?"))
+                .unwrap_or_default();
+            p.push(DeError::new(
+                r.pos,
+                format!(
+                    "unknown receiver `{}` (not under `alerting.receivers` nor `channels`){hint}",
+                    r.value
+                ),
+            ));
+        }
+        matchers(&route.matchers, p);
+        for child in &route.routes {
+            self.check_route(child, p);
+        }
+    }
+
+    fn check_channel(&self, ch: &At<String>, p: &mut Vec<DeError>) {
+        if !self.channels.contains_key(&ch.value) {
+            let hint = did_you_mean(ch, self.channels.keys().map(String::as_str))
+                .map(|b| format!(", did you mean `{b}`?"))
+                .unwrap_or_default();
+            p.push(DeError::new(
+                ch.pos,
+                format!("unknown channel `{}`{hint}", ch.value),
+            ));
+        }
+    }
+}
+
+fn matchers(list: &[At<String>], p: &mut Vec<DeError>) {
+    for m in list {
+        if let Err(e) = Matcher::parse(m) {
+            p.push(DeError::new(m.pos, e.to_string()));
+        }
+    }
+}
+
+fn hook_auth(what: &str, h: &HookAuthConfig, pos: Pos, p: &mut Vec<DeError>) {
+    let n = usize::from(h.token.is_some()) + usize::from(h.hmac.is_some());
+    if n != 1 {
+        p.push(DeError::new(
+            pos,
+            format!("{what}: set exactly one of `token` and `hmac`"),
+        ));
+    }
+    for s in h.secrets() {
+        if s.expose().len() < 16 {
+            p.push(DeError::new(
+                pos,
+                format!(
+                    "{what}: the secret is shorter than 16 characters; use a long random value"
+                ),
+            ));
+        }
+    }
+}

@@ -1,0 +1,94 @@
+//! Scrape loops for `metrics.scrape` (target names or URLs) into the
+//! service's store, and the periodic cleanup of the store and the guards.
+
+use std::sync::Arc;
+use std::time::{Duration as StdDuration, Instant};
+
+use tracing::info;
+
+use super::Service;
+use crate::scrape::{ScrapeTarget, Scraper};
+
+/// The scrape targets `metrics.scrape` names.
+pub fn targets(svc: &Service) -> Vec<(String, ScrapeTarget)> {
+    let Some(m) = &svc.config.metrics else {
+        return Vec::new();
+    };
+    if m.prometheus_url.is_some() {
+        return Vec::new();
+    }
+    m.scrape
+        .iter()
+        .filter_map(|entry| {
+            let (name, url, token) = match svc.config.targets.get(entry) {
+                Some(t) => (
+                    entry.clone(),
+                    format!("{}/metrics", t.url),
+                    t.token.as_ref().map(|s| s.expose().to_string()),
+                ),
+                None => (entry.clone(), entry.clone(), None),
+            };
+            let url = url::Url::parse(&url).ok()?;
+            let mut t = ScrapeTarget::new(&m.job, url, m.interval.std());
+            t.bearer_token = token;
+            if svc.config.targets.contains_key(entry) {
+                t.labels.insert("target".into(), entry.clone());
+            }
+            Some((name, t))
+        })
+        .collect()
+}
+
+/// Starts one loop per target.
+pub fn spawn_all(svc: &Arc<Service>) {
+    for (name, target) in targets(svc) {
+        let svc = svc.clone();
+        tokio::spawn(async move {
+            let interval_ms = target.interval.as_millis().max(1) as i64;
+            let Ok(mut scraper) = Scraper::new(target, svc.storage.clone()) else {
+                return;
+            };
+            info!(target = %name, url = %scraper.target().url, "Scraping.");
+            let mut stop = svc.shutdown_signal();
+            loop {
+                let now = chrono::Utc::now().timestamp_millis();
+                let next = (now / interval_ms + 1) * interval_ms;
+                tokio::select! {
+                    _ = tokio::time::sleep(StdDuration::from_millis((next - now) as u64)) => {}
+                    _ = stop.wait_for(|s| *s) => break,
+                }
+                let report = scraper
+                    .scrape_at(chrono::Utc::now().timestamp_millis())
+                    .await;
+                svc.metrics
+                    .scrape_up
+                    .set(&[&name], f64::from(u8::from(report.up)));
+                svc.metrics
+                    .scrape_duration
+                    .set(&[&name], report.duration.as_secs_f64());
+                svc.scrape_reports
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(name.clone(), report);
+            }
+            scraper.mark_all_stale(chrono::Utc::now().timestamp_millis());
+        });
+    }
+}
+
+/// Every minute: drop samples past retention, forget idle guard keys.
+pub async fn gc(svc: Arc<Service>) {
+    let mut stop = svc.shutdown_signal();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(StdDuration::from_secs(60)) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        let cutoff =
+            chrono::Utc::now().timestamp_millis() - svc.storage.retention().as_millis() as i64;
+        svc.storage.gc(cutoff);
+        svc.runner
+            .guards
+            .prune(Instant::now(), StdDuration::from_secs(24 * 3600));
+    }
+}
