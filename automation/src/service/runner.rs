@@ -233,6 +233,21 @@ impl Runner {
     /// Starts (or queues, or refuses) a run.
     pub async fn submit(self: &Arc<Self>, sub: Submission) -> Outcome {
         let name = sub.runbook.name().to_string();
+        // A delivery seen before answers with its run, whatever the guards say now.
+        if let Some(claim) = &sub.claim {
+            match self.store.run_by_claim(claim).await {
+                Ok(Some(first)) => {
+                    self.decided(&name, Decision::Deduplicated);
+                    return Outcome::of(Decision::Deduplicated, Some(first.id), None);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    error!(runbook = %name, error = %e, "Could not check a trigger claim.");
+                    self.decided(&name, Decision::Error);
+                    return Outcome::of(Decision::Error, None, Some(e.to_string()));
+                }
+            }
+        }
         let out = match sub.scope.clone() {
             Some(scope) => self.submit_guarded(sub, scope).await,
             None => self.submit_manual(sub).await,
