@@ -105,7 +105,7 @@ async fn trigger_runs_records_and_deduplicates_by_idempotency_key() {
     assert_eq!(step["outputs"]["stdout"], "hello bob\n", "{step:#}");
 
     // The same Idempotency-Key starts one run, however often it is sent.
-    let client = reqwest::Client::new();
+    let client = client();
     let mut ids = Vec::new();
     for _ in 0..3 {
         let resp = client
@@ -375,7 +375,7 @@ async fn openapi_describes_every_route_and_the_router_answers_each() {
 async fn bodies_are_bounded() {
     let s = TestService::start("", &[("runbooks/echo.yaml", ECHO)]).await;
     let big = "x".repeat(2 << 20);
-    let resp = reqwest::Client::new()
+    let resp = client()
         .post(format!("{}/api/v1/runbooks/echo/runs", s.base))
         .bearer_auth(OPERATOR)
         .header("content-type", "application/json")
@@ -401,7 +401,7 @@ async fn kill_switch_stops_automatic_runs_but_not_people() {
     assert_eq!(st, StatusCode::OK);
     let body = br#"{"ref": "main"}"#;
     let sig = sluice_automation::api::signature::sign(HOOK_SECRET, None, body);
-    let resp = reqwest::Client::new()
+    let resp = client()
         .post(format!("{}/api/v1/hooks/deploy", s.base))
         .header("x-sluice-signature", sig)
         .body(body.to_vec())

@@ -35,6 +35,14 @@ hooks:
   deploy: {hmac: hook-secret-0123456789abcdef}
 "#;
 
+/// An HTTP client for tests (bounded requests).
+pub fn client() -> reqwest::Client {
+    sluice_automation::http_client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("http client")
+}
+
 pub async fn serve(router: Router) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -173,10 +181,7 @@ impl TestService {
             base: format!("http://{}", handle.addr),
             handle: Some(handle),
             dir,
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(30))
-                .build()
-                .unwrap(),
+            http: client(),
         }
     }
 

@@ -41,7 +41,7 @@ steps:
 #[tokio::test(flavor = "multi_thread")]
 async fn a_burst_of_duplicate_webhook_alerts_starts_exactly_one_run_per_fingerprint() {
     let s = TestService::start("", &[("runbooks/remediate.yaml", REMEDIATE)]).await;
-    let client = reqwest::Client::new();
+    let client = client();
     let mut sends = Vec::new();
     // 20 deliveries × 10 engines, concurrently, plus alerts no trigger matches.
     for _ in 0..20 {
@@ -216,7 +216,7 @@ steps:
         out = out.display()
     );
     let s = TestService::start("", &[("runbooks/deploy.yaml", &rb)]).await;
-    let client = reqwest::Client::new();
+    let client = client();
     let url = format!("{}/api/v1/hooks/deploy", s.base);
     let body = br#"{"version": "1.2.3; touch /tmp/pwned-by-hook"}"#.to_vec();
     let bad = client
@@ -397,7 +397,7 @@ steps:
   - sleep: 1s
 "#;
     let s = TestService::start("", &[("runbooks/serial.yaml", rb)]).await;
-    let client = reqwest::Client::new();
+    let client = client();
     let mut decisions = Vec::new();
     for i in 0..4 {
         let body = format!("{{\"n\": {i}}}").into_bytes();
