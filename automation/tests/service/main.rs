@@ -3,5 +3,6 @@
 //! instances on PostgreSQL) live in the workspace `tests/` crate.
 
 mod api;
+mod durability;
 mod harness;
 mod triggers;
