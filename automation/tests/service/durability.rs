@@ -39,19 +39,23 @@ impl Serve {
             .stderr(log)
             .spawn()
             .expect("start sluice serve");
-        let base = format!("http://127.0.0.1:{port}");
+        let serve = Serve {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+        };
         let http = client();
         for _ in 0..200 {
             if http
-                .get(format!("{base}/health"))
+                .get(format!("{}/health", serve.base))
                 .send()
                 .await
                 .is_ok_and(|r| r.status().is_success())
             {
-                return Serve { child, base };
+                return serve;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        drop(serve);
         panic!(
             "sluice serve did not come up: {}",
             std::fs::read_to_string(dir.join(format!("serve-{n}.log"))).unwrap_or_default()
