@@ -31,4 +31,5 @@ EXPOSE 8080 8081
 HEALTHCHECK --interval=15s --timeout=3s --start-period=20s --retries=3 \
     CMD curl -fsS http://127.0.0.1:8080/health || exit 1
 ENTRYPOINT ["/usr/bin/tini", "--"]
-CMD ["sluice", "up", "--data-dir", "/var/lib/sluice", "--engine-listen", "0.0.0.0:8080"]
+CMD ["sluice", "up", "--config", "/etc/sluice/sluice.yaml", "--data-dir", "/var/lib/sluice", \
+     "--engine-listen", "0.0.0.0:8080", "--listen", "0.0.0.0:8081"]

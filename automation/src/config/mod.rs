@@ -381,6 +381,48 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_configurations_parse() {
+        let env = |name: &str| Some(format!("value-of-{name}-long-enough"));
+        for (name, text) in [
+            ("sluice.yaml", include_str!("../../../sluice.yaml")),
+            (
+                "deploy/sluice.compose.yaml",
+                include_str!("../../../deploy/sluice.compose.yaml"),
+            ),
+        ] {
+            let cfg = Config::parse(Path::new(name), text, &env)
+                .unwrap_or_else(|d| panic!("{name}: {d:?}"));
+            assert!(cfg.targets.contains_key("primary"), "{name}");
+        }
+    }
+
+    #[test]
+    fn cross_field_problems_point_at_their_place() {
+        let text = "channels:\n  ops: {slack: {webhook_url: http://x}}\nalerting:\n  route:\n    receiver: opz\n  maintenance_windows:\n    - {name: w, schedule: '61 * * * *', duration: 1h}\nhooks:\n  deploy: {token: short}\n";
+        let errs = Config::parse(Path::new("s.yaml"), text, &env).unwrap_err();
+        let shown: Vec<String> = errs.iter().map(|d| d.to_string()).collect();
+        assert!(
+            shown
+                .iter()
+                .any(|m| m.starts_with("s.yaml:5:15: unknown receiver `opz`")
+                    && m.contains("did you mean `ops`?")),
+            "{shown:#?}"
+        );
+        assert!(
+            shown
+                .iter()
+                .any(|m| m.starts_with("s.yaml:7:") && m.contains("invalid cron")),
+            "{shown:#?}"
+        );
+        assert!(
+            shown
+                .iter()
+                .any(|m| m.starts_with("s.yaml:9:") && m.contains("shorter than 16")),
+            "{shown:#?}"
+        );
+    }
+
+    #[test]
     fn literal_dollar_brace() {
         assert_eq!(expand("a$${b}c $x", &env).unwrap(), "a${b}c $x");
     }

@@ -301,7 +301,11 @@ pub async fn execute(
                 .await?;
         }
     }
-    info!(run_id = %id, runbook = %runbook.name.value, trigger = %req.trigger, "Run started.");
+    if req.dry_run {
+        tracing::debug!(runbook = %runbook.name.value, "Dry run.");
+    } else {
+        info!(run_id = %id, runbook = %runbook.name.value, trigger = %req.trigger, "Run started.");
+    }
     let resumed = req.resume.is_some();
     let run = RunState {
         id: id.clone(),
@@ -407,7 +411,9 @@ pub async fn execute(
         )
         .await;
     }
-    info!(run_id = %id, status = %status, "Run finished.");
+    if !req.dry_run {
+        info!(run_id = %id, status = %status, "Run finished.");
+    }
     let steps = run.scope.get("steps").unwrap_or(J::Null);
     Ok(RunOutcome {
         id,

@@ -76,6 +76,14 @@ pub async fn run(svc: Arc<Service>) {
         if let Err(e) = svc.runner.poll_cancel_requests().await {
             warn!(error = %e, "Could not read cancel requests.");
         }
+        // The kill switch may have been flipped through another instance.
+        if let Ok(Some(v)) = svc.store.get_state(super::KILL_SWITCH).await {
+            let on = v == "on";
+            if on != svc.runner.guards.kill_switch() {
+                info!(on, "Kill switch changed elsewhere.");
+                svc.set_kill_switch_local(on);
+            }
+        }
     }
 }
 

@@ -495,7 +495,7 @@ impl Service {
         }
     }
 
-    async fn load_kill_switch(&self) {
+    pub async fn load_kill_switch(&self) {
         let on = match self.store.get_state(KILL_SWITCH).await {
             Ok(Some(v)) => v == "on",
             Ok(None) => self.config.service.kill_switch,
