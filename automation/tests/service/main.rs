@@ -4,5 +4,6 @@
 
 mod api;
 mod durability;
+mod ecosystem;
 mod harness;
 mod triggers;
