@@ -269,6 +269,9 @@ pub async fn run_event(
     if let Some(e) = error {
         text.push_str(&format!("\nError: {e}"));
     }
+    if let Some(url) = services.run_url(&run.id) {
+        text.push_str(&format!("\n{url}"));
+    }
     let msg = Message {
         title: format!("Sluice: {name} {event}"),
         text: services.redactor.text(&text),
