@@ -195,32 +195,215 @@ pub fn shell_quote(s: &str) -> String {
     out
 }
 
-/// Finds a `{{` inside a quoted region of a shell script: there the added
-/// quoting would not protect (`"…$(x)…"` still runs `x`), so it is refused.
-pub fn template_inside_shell_quotes(script: &str) -> Option<usize> {
-    let bytes = script.as_bytes();
-    let (mut single, mut double) = (false, false);
-    let mut i = 0;
-    while i < bytes.len() {
-        let c = bytes[i];
-        if c == b'{' && bytes.get(i + 1) == Some(&b'{') && (single || double) {
-            return Some(i);
+/// Why quoting cannot protect a template at some place of a shell script.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShellHazard {
+    /// Inside `'…'` or `"…"`: the added quotes end the author's (`"…$(x)…"` still runs `x`).
+    InQuotes,
+    /// In a `#` comment: a newline in the value ends the comment and starts a command.
+    InComment,
+    /// In a here-document body: the shell expands `$(…)` and backticks there, quotes or not.
+    InHereDoc,
+    /// In `$((…))`, `((…))` or `[[ … -eq … ]]`: evaluated as code, quotes or not.
+    InArithmetic,
+    /// Right after `\`: the backslash cancels the opening quote.
+    AfterBackslash,
+}
+
+impl ShellHazard {
+    pub fn message(self) -> &'static str {
+        match self {
+            ShellHazard::InQuotes => {
+                "a template inside quotes in a shell script is not protected by quoting; write `{{value}}` outside quotes (it is quoted for you) or pass it through `env:`"
+            }
+            ShellHazard::InComment => {
+                "a template inside a shell comment is not protected: a newline in the value ends the comment; remove it or pass the value through `env:`"
+            }
+            ShellHazard::InHereDoc => {
+                "a template inside a here-document is not protected by quoting (the shell expands `$(…)` there); pass the value through `env:` and write `$NAME`"
+            }
+            ShellHazard::InArithmetic => {
+                "a template inside shell arithmetic (`$((…))`, `((…))`, `[[ … -eq … ]]`) is evaluated as code even when quoted; compute the value in an earlier step or use an `int` parameter through `env:`"
+            }
+            ShellHazard::AfterBackslash => {
+                "a template right after a backslash is not protected: the backslash cancels the opening quote"
+            }
         }
-        match c {
-            b'\\' if !single => i += 1,
-            b'\'' if !double => single = !single,
-            b'"' if !single => double = !double,
-            b'#' if !single && !double && (i == 0 || bytes[i - 1].is_ascii_whitespace()) => {
-                // A comment runs to the end of the line.
-                while i < bytes.len() && bytes[i] != b'\n' {
-                    i += 1;
+    }
+}
+
+/// Whether the mustache tag starting at `tag` (`{{…}}`) writes a value; block
+/// open/close tags, `else` and comments write nothing.
+fn writes_value(tag: &str) -> bool {
+    let inner = tag
+        .trim_start_matches('{')
+        .trim_start_matches('~')
+        .trim_start();
+    !(inner.starts_with(['#', '/', '^', '!']) || inner.starts_with("else"))
+}
+
+const ARITHMETIC_TESTS: &[&str] = &["-eq", "-ne", "-lt", "-le", "-gt", "-ge"];
+
+/// Finds the first template in a shell script at a place where the added
+/// single quotes would not protect it (see [`ShellHazard`]); the byte offset
+/// of its `{{` and why. Only tags that write a value count; template tags are
+/// skipped as units, so quotes inside them (`{{date now "%Y"}}`) are theirs.
+pub fn unprotected_shell_template(script: &str) -> Option<(usize, ShellHazard)> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Ctx {
+        Plain,
+        Single,
+        Double,
+        Comment,
+        Arith(u32),
+    }
+    let b = script.as_bytes();
+    let mut ctx = Ctx::Plain;
+    // `[[ … ]]` spans holding an arithmetic comparison: (start, end).
+    let mut arith_tests: Vec<(usize, usize)> = Vec::new();
+    // Here-documents announced on the current line: (delimiter, strip leading tabs).
+    let mut pending: Vec<(String, bool)> = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i..].starts_with(b"{{") {
+            let end = script[i + 2..]
+                .find("}}")
+                .map_or(b.len(), |e| i + 2 + e + 2);
+            if writes_value(&script[i..end]) {
+                let hazard = match ctx {
+                    Ctx::Single | Ctx::Double => Some(ShellHazard::InQuotes),
+                    Ctx::Comment => Some(ShellHazard::InComment),
+                    Ctx::Arith(_) => Some(ShellHazard::InArithmetic),
+                    Ctx::Plain if i > 0 && b[i - 1] == b'\\' => Some(ShellHazard::AfterBackslash),
+                    Ctx::Plain if arith_tests.iter().any(|(s, e)| (*s..*e).contains(&i)) => {
+                        Some(ShellHazard::InArithmetic)
+                    }
+                    Ctx::Plain => None,
+                };
+                if let Some(h) = hazard {
+                    return Some((i, h));
                 }
             }
-            _ => {}
+            i = end;
+            continue;
+        }
+        let c = b[i];
+        match ctx {
+            Ctx::Single => {
+                if c == b'\'' {
+                    ctx = Ctx::Plain;
+                }
+            }
+            Ctx::Double => match c {
+                b'\\' => i += 1,
+                b'"' => ctx = Ctx::Plain,
+                _ => {}
+            },
+            Ctx::Comment => {
+                if c == b'\n' {
+                    ctx = Ctx::Plain;
+                    continue; // the newline itself may start here-documents
+                }
+            }
+            Ctx::Arith(depth) => match c {
+                b'(' => ctx = Ctx::Arith(depth + 1),
+                b')' if depth <= 1 => ctx = Ctx::Plain,
+                b')' => ctx = Ctx::Arith(depth - 1),
+                _ => {}
+            },
+            Ctx::Plain => match c {
+                b'\\' => i += 1,
+                b'\'' => ctx = Ctx::Single,
+                b'"' => ctx = Ctx::Double,
+                b'#' if i == 0 || b" \t\n;&|(".contains(&b[i - 1]) => ctx = Ctx::Comment,
+                b'(' if b.get(i + 1) == Some(&b'(') => {
+                    ctx = Ctx::Arith(2);
+                    i += 1;
+                }
+                b'[' if b.get(i + 1) == Some(&b'[') => {
+                    if let Some(len) = script[i..].find("]]") {
+                        let span = &script[i..i + len];
+                        if ARITHMETIC_TESTS.iter().any(|op| span.contains(op)) {
+                            arith_tests.push((i, i + len));
+                        }
+                    }
+                }
+                b'<' if b[i..].starts_with(b"<<") && !b[i..].starts_with(b"<<<") => {
+                    let mut j = i + 2;
+                    let strip = b.get(j) == Some(&b'-');
+                    if strip {
+                        j += 1;
+                    }
+                    while b.get(j).is_some_and(|c| *c == b' ' || *c == b'\t') {
+                        j += 1;
+                    }
+                    let word_end = (j..b.len())
+                        .find(|&k| b" \t\n;&|<>()".contains(&b[k]))
+                        .unwrap_or(b.len());
+                    let delim: String = script[j..word_end]
+                        .chars()
+                        .filter(|c| !matches!(c, '\'' | '"' | '\\'))
+                        .collect();
+                    if !delim.is_empty() {
+                        pending.push((delim, strip));
+                    }
+                    i = word_end;
+                    continue;
+                }
+                b'\n' if !pending.is_empty() => {
+                    // Bodies follow this line, one per announced here-document.
+                    let mut pos = i + 1;
+                    for (delim, strip) in std::mem::take(&mut pending) {
+                        loop {
+                            if pos >= b.len() {
+                                break;
+                            }
+                            let line_end = script[pos..].find('\n').map_or(b.len(), |e| pos + e);
+                            let line = &script[pos..line_end];
+                            let bare = if strip {
+                                line.trim_start_matches('\t')
+                            } else {
+                                line
+                            };
+                            if bare == delim {
+                                pos = line_end + 1;
+                                break;
+                            }
+                            let mut k = 0;
+                            while let Some(off) = line[k..].find("{{") {
+                                let at = k + off;
+                                let tag_end = line[at + 2..]
+                                    .find("}}")
+                                    .map_or(line.len(), |e| at + 2 + e + 2);
+                                if writes_value(&line[at..tag_end]) {
+                                    return Some((pos + at, ShellHazard::InHereDoc));
+                                }
+                                k = tag_end;
+                            }
+                            pos = line_end + 1;
+                        }
+                    }
+                    i = pos;
+                    continue;
+                }
+                _ => {}
+            },
         }
         i += 1;
     }
     None
+}
+
+/// Whether a template writes unescaped output anywhere (`{{{x}}}`, `{{&x}}`,
+/// `{{~{x}~}}`), blocks included.
+pub fn has_raw_output(t: &Template) -> bool {
+    t.elements.iter().any(|el| match el {
+        TemplateElement::HtmlExpression(_) => true,
+        TemplateElement::HelperBlock(h) => {
+            h.template.iter().any(has_raw_output) || h.inverse.iter().any(has_raw_output)
+        }
+        _ => false,
+    })
 }
 
 /// Truthiness of a rendered `if:`: empty, `false`, `0`, `null`, `no` are false.
@@ -436,11 +619,49 @@ mod tests {
     }
 
     #[test]
-    fn refuses_templates_inside_shell_quotes() {
-        assert!(template_inside_shell_quotes("echo {{params.a}}").is_none());
-        assert!(template_inside_shell_quotes("echo \"x {{params.a}}\"").is_some());
-        assert!(template_inside_shell_quotes("echo 'x {{params.a}}'").is_some());
-        assert!(template_inside_shell_quotes("echo \"it's\" {{params.a}} # '{{x}}").is_none());
+    fn finds_templates_quoting_cannot_protect() {
+        use ShellHazard::*;
+        let hazard = |s: &str| unprotected_shell_template(s).map(|(_, h)| h);
+        for ok in [
+            "echo {{params.a}}",
+            "echo \"it's\" {{params.a}} # no template here",
+            "printf '%s' \"$X\" > {{params.d}}/r_{{date now \"%Y%m\"}}.json",
+            "{{#if params.a}}echo \"on\"{{/if}}",
+            "cat <<EOF\nplain $HOME\nEOF\necho {{params.a}}",
+            "cat <<< {{params.a}}",
+            "[[ {{params.a}} == x ]] && echo {{params.a}}",
+            "echo a#{{params.a}}",
+        ] {
+            assert_eq!(hazard(ok), None, "{ok:?}");
+        }
+        for (bad, want) in [
+            ("echo \"x {{params.a}}\"", InQuotes),
+            ("echo 'x {{params.a}}'", InQuotes),
+            ("echo x # say {{params.a}}", InComment),
+            ("cat <<EOF\n{{params.a}}\nEOF", InHereDoc),
+            ("cat <<-'END' >f\n\t{{params.a}}\n\tEND", InHereDoc),
+            ("echo $(( {{params.a}} + 1 ))", InArithmetic),
+            ("(( n = {{params.a}} ))", InArithmetic),
+            ("[[ {{params.a}} -gt 3 ]]", InArithmetic),
+            ("echo \\\\{{params.a}}", AfterBackslash),
+        ] {
+            assert_eq!(hazard(bad), Some(want), "{bad:?}");
+        }
+        // A value after a here-document is plain again.
+        assert_eq!(
+            hazard("cat <<EOF\nx\nEOF\necho \"{{params.a}}\""),
+            Some(InQuotes)
+        );
+    }
+
+    #[test]
+    fn finds_raw_output_in_every_spelling() {
+        for raw in ["{{{x}}}", "{{&x}}", "{{~{x}~}}", "{{#if y}}{{{x}}}{{/if}}"] {
+            assert!(has_raw_output(&compile(raw).unwrap()), "{raw}");
+        }
+        assert!(!has_raw_output(
+            &compile("{{x}} {{#if y}}{{x}}{{/if}}").unwrap()
+        ));
     }
 
     #[test]

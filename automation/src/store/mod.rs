@@ -411,14 +411,35 @@ impl Store {
                    VALUES ($1, $2, (SELECT COALESCE(MAX(seq), 0) + 1 FROM steps WHERE run_id = $1), $3, 'running', $4, $5) \
                    ON CONFLICT (run_id, path) DO UPDATE SET status = 'running', inputs = excluded.inputs, \
                    started_at = excluded.started_at, finished_at = NULL, error = NULL";
-        on_pool!(self, p => { sqlx::query(sql)
-            .bind(s.run_id)
-            .bind(s.path)
-            .bind(s.kind)
-            .bind(json_text(s.inputs))
-            .bind(ts(s.started_at))
-            .execute(p)
-            .await?; });
+        macro_rules! insert {
+            ($on:expr) => {
+                sqlx::query(sql)
+                    .bind(s.run_id)
+                    .bind(s.path)
+                    .bind(s.kind)
+                    .bind(json_text(s.inputs))
+                    .bind(ts(s.started_at))
+                    .execute($on)
+                    .await?
+            };
+        }
+        match &*self.pool {
+            // SQLite runs one writer at a time: MAX(seq) + 1 cannot be read twice.
+            Pool::Sqlite(p) => {
+                insert!(p);
+            }
+            // Concurrent starts in one run (parallel steps) would read the same
+            // MAX(seq) under READ COMMITTED: take the run's row lock first.
+            Pool::Postgres(p) => {
+                let mut tx = p.begin().await?;
+                sqlx::query("SELECT 1 FROM runs WHERE id = $1 FOR UPDATE")
+                    .bind(s.run_id)
+                    .execute(&mut *tx)
+                    .await?;
+                insert!(&mut *tx);
+                tx.commit().await?;
+            }
+        }
         Ok(())
     }
 

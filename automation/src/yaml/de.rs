@@ -290,6 +290,12 @@ impl<'de> de::Deserializer<'de> for NodeDe<'de> {
             Value::Str(_) if self.templated() => false,
             Value::Str(s) if s == "true" => true,
             Value::Str(s) if s == "false" => false,
+            Value::Str(s)
+                if ["yes", "no", "on", "off", "y", "n"]
+                    .contains(&s.to_ascii_lowercase().as_str()) =>
+            {
+                return Err(self.invalid("a boolean (`true` or `false`; YAML 1.2 reads `yes`/`no`/`on`/`off` as strings)"));
+            }
             _ => return Err(self.invalid("a boolean")),
         };
         visitor

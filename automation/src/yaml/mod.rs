@@ -194,8 +194,11 @@ pub struct SyntaxError {
 
 /// Parses one YAML document into a node tree. An empty document is `Null`.
 pub fn parse(text: &str) -> Result<Node, SyntaxError> {
+    // YAML 1.2 booleans only: with YAML 1.1's `y`/`n`/`on`/`off`, a parameter
+    // named `n` would become `false` (and `no` a boolean where a string was meant).
     let options = serde_saphyr::options! {
         duplicate_keys: serde_saphyr::DuplicateKeyPolicy::Error,
+        strict_booleans: true,
     };
     match serde_saphyr::from_str_with_options::<Option<Spanned<RawValue>>>(text, options) {
         Ok(Some(spanned)) => Ok(node_of(spanned)),
@@ -206,10 +209,8 @@ pub fn parse(text: &str) -> Result<Node, SyntaxError> {
                 .location()
                 .map(|l| Pos::from_location(&l))
                 .unwrap_or_default();
-            Err(SyntaxError {
-                pos,
-                message: plain_message(&err.to_string()),
-            })
+            let message = user_message(plain_message(&err.to_string()));
+            Err(SyntaxError { pos, message })
         }
     }
 }
@@ -219,6 +220,25 @@ fn plain_message(text: &str) -> String {
     let first = text.lines().next().unwrap_or(text).trim();
     let cut = first.find(" at line ").map_or(first, |i| &first[..i]);
     cut.trim_end_matches('.').to_string()
+}
+
+/// Rewords saphyr messages that speak to Rust programmers (options, API names) for runbook authors.
+fn user_message(message: String) -> String {
+    if message.starts_with("multiple YAML documents detected") {
+        "a file holds one YAML document; a second one starts here".into()
+    } else if let Some(rest) = message.strip_prefix("duplicate mapping key: ") {
+        let key = rest
+            .split(", set DuplicateKeyPolicy")
+            .next()
+            .unwrap_or(rest);
+        format!("duplicate key `{key}`")
+    } else if message.starts_with("budget breached") {
+        "the document is too large (too many nodes, e.g. from alias expansion)".into()
+    } else if message.starts_with("recursion limit exceeded") {
+        "the document is nested too deeply".into()
+    } else {
+        message
+    }
 }
 
 fn node_of(spanned: Spanned<RawValue>) -> Node {
@@ -327,6 +347,18 @@ mod tests {
         let err = parse("name: x\nsteps: [a, b\n").unwrap_err();
         assert!(err.pos.line >= 2, "{err:?}");
         assert!(!err.message.contains(" at line "), "{}", err.message);
+    }
+
+    #[test]
+    fn yaml_1_1_boolean_spellings_stay_strings() {
+        let node = parse("n: 1\ny: 2\non: 3\nno: 4\nv: yes\nt: true\n").unwrap();
+        let Value::Map(entries) = &node.value else {
+            panic!("not a map")
+        };
+        let keys: Vec<&str> = entries.iter().map(|(k, _)| k.name.as_str()).collect();
+        assert_eq!(keys, ["n", "y", "on", "no", "v", "t"]);
+        assert_eq!(node.get("v").unwrap().as_str(), Some("yes"));
+        assert_eq!(node.get("t").unwrap().value, Value::Bool(true));
     }
 
     #[test]

@@ -86,3 +86,54 @@ pub async fn step_record(
         .find(|s| s.path == path)
         .unwrap_or_else(|| panic!("no step record {path}"))
 }
+
+/// Every path under `dir` with what it is: file size and sha256, symlink
+/// target, or directory — to prove an operation changed nothing. The run
+/// store's own files (`runs.db*`) are left out: recording a run is expected.
+pub fn snapshot(dir: &Path) -> std::collections::BTreeMap<std::path::PathBuf, String> {
+    use sha2::Digest;
+    let mut out = std::collections::BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if e.file_name().to_string_lossy().starts_with("runs.db") {
+                continue;
+            }
+            let meta = std::fs::symlink_metadata(&p).expect("metadata");
+            let what = if meta.file_type().is_symlink() {
+                format!(
+                    "link -> {}",
+                    std::fs::read_link(&p).expect("link").display()
+                )
+            } else if meta.is_dir() {
+                stack.push(p.clone());
+                "dir".to_string()
+            } else {
+                let data = std::fs::read(&p).expect("read");
+                format!(
+                    "file {} {}",
+                    data.len(),
+                    hex::encode(sha2::Sha256::digest(&data))
+                )
+            };
+            out.insert(p, what);
+        }
+    }
+    out
+}
+
+/// Runs under `dir` whose store has no run at all.
+pub async fn no_runs(services: &Services) -> bool {
+    services
+        .store
+        .as_ref()
+        .expect("store")
+        .list_runs(100)
+        .await
+        .expect("list runs")
+        .is_empty()
+}

@@ -3,4 +3,5 @@
 
 mod fixtures;
 mod harness;
+mod hostile;
 mod steps;

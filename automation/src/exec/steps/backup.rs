@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value as J, json};
 use sha2::{Digest, Sha256};
 
-use super::cleanup::{matching_files, remove, safe_root, select};
+use super::cleanup::{existing_dir, matching_files, remove, select};
 use super::{Action, Kind, Ref, RefKind, StepError, StepResult};
 use crate::duration::Duration;
 use crate::exec::context::StepCx;
@@ -349,7 +349,7 @@ fn write_archive(
         return Err(format!("invalid backup name `{}`", c.name));
     }
     std::fs::create_dir_all(&c.dest).map_err(|e| format!("creating {}: {e}", c.dest))?;
-    let dest = safe_root(&c.dest)?;
+    let dest = existing_dir(&c.dest)?;
     let sources = collect_files(&c.files)?;
     let now = chrono::Utc::now();
     let mut entries = Vec::new();

@@ -1,6 +1,8 @@
 //! `cleanup`: delete files under a root by age, count and name pattern. Never
-//! outside the root: the root must be an existing directory other than `/`,
-//! symlinks are neither followed nor deleted, and only regular files go.
+//! outside the root: the root must be an existing directory that is not `/`,
+//! a top-level directory, a system tree or the home directory (symlinks
+//! resolved first); below it symlinks are neither followed nor deleted, and
+//! only regular files go.
 
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
@@ -97,8 +99,57 @@ fn lexical_root_check(root: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// The root, resolved: an existing directory that is not `/`.
+/// System trees no cleanup may run in, at any depth.
+pub const SYSTEM_TREES: &[&str] = &[
+    "/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32", "/proc", "/sbin",
+    "/sys", "/usr",
+];
+
+/// Why a resolved root is too dangerous to clean, if it is.
+pub fn dangerous_root(canonical: &Path, home: Option<&Path>) -> Option<String> {
+    let depth = canonical
+        .components()
+        .filter(|c| matches!(c, std::path::Component::Normal(_)))
+        .count();
+    if depth == 0 {
+        return Some("it resolves to `/`".into());
+    }
+    if depth == 1 {
+        return Some(format!(
+            "it resolves to the top-level directory `{}`",
+            canonical.display()
+        ));
+    }
+    if let Some(tree) = SYSTEM_TREES.iter().find(|t| canonical.starts_with(t)) {
+        return Some(format!(
+            "it resolves to `{}`, inside the system tree `{tree}`",
+            canonical.display()
+        ));
+    }
+    if home.is_some_and(|h| h == canonical) {
+        return Some(format!(
+            "it resolves to the home directory `{}`",
+            canonical.display()
+        ));
+    }
+    None
+}
+
+/// The root, resolved (symlinks followed): an existing directory that is not
+/// `/`, not a top-level directory (`/home`, `/var`, `/tmp`…), not inside a
+/// system tree ([`SYSTEM_TREES`]) and not the home directory.
 pub fn safe_root(root: &str) -> Result<PathBuf, String> {
+    let canonical = existing_dir(root)?;
+    let home = std::env::var_os("HOME").and_then(|h| std::fs::canonicalize(h).ok());
+    if let Some(why) = dangerous_root(&canonical, home.as_deref()) {
+        return Err(format!("refusing to clean `{root}`: {why}"));
+    }
+    Ok(canonical)
+}
+
+/// A directory resolved (symlinks followed) that exists and is not `/`
+/// (where `backup` writes; its retention only touches its own archives).
+pub fn existing_dir(root: &str) -> Result<PathBuf, String> {
     lexical_root_check(root)?;
     let canonical = std::fs::canonicalize(root).map_err(|e| format!("root `{root}`: {e}"))?;
     if canonical.parent().is_none() {
@@ -278,6 +329,33 @@ mod tests {
     fn refuses_the_file_system_root() {
         for root in ["/", "//", "/./", "", "/tmp/../"] {
             assert!(safe_root(root).is_err(), "{root:?} accepted");
+        }
+    }
+
+    #[test]
+    fn refuses_dangerous_roots() {
+        let home = Path::new("/home/ops");
+        for bad in [
+            "/",
+            "/home",
+            "/var",
+            "/tmp",
+            "/etc/ssl",
+            "/usr/local/lib",
+            "/home/ops",
+        ] {
+            assert!(
+                dangerous_root(Path::new(bad), Some(home)).is_some(),
+                "{bad} accepted"
+            );
+        }
+        for ok in [
+            "/var/log/sluice",
+            "/home/ops/backups",
+            "/tmp/x",
+            "/srv/engine/logs",
+        ] {
+            assert_eq!(dangerous_root(Path::new(ok), Some(home)), None, "{ok}");
         }
     }
 }

@@ -140,15 +140,14 @@ pub async fn run_process(
     let max = cx.limits().max_output_bytes;
     let stdout = child.stdout.take();
     let stderr = child.stderr.take();
-    let (out, err) = tokio::join!(read_bounded(stdout, max), read_bounded(stderr, max));
-    let (out, err) = match (out, err) {
-        (Ok(o), Ok(e)) => (o, e),
-        _ => {
-            return Err(StepError::permanent(format!(
+    // The first stream over the limit ends the step at once (the guard kills the group),
+    // even while the other stream stays open.
+    let (out, err) = tokio::try_join!(read_bounded(stdout, max), read_bounded(stderr, max))
+        .map_err(|()| {
+            StepError::permanent(format!(
                 "program output exceeds the output limit of {max} bytes (process group killed)"
-            )));
-        }
-    };
+            ))
+        })?;
     let status = child
         .wait()
         .await

@@ -1,6 +1,10 @@
 //! `kafka.check`, `kafka.lag`, `kafka.reset_offsets` through rdkafka on a
 //! cluster named in sluice.yaml. Resetting a group's offsets is refused while
-//! the group has live members (they would overwrite the reset), unless `force`.
+//! the group has live members (they would overwrite the reset), unless
+//! `force`. `force` skips only Sluice's own check (useful when the members
+//! listed are consumers that died and have not timed out yet): a Kafka broker
+//! itself refuses to move the offsets of a group that is really active, and
+//! the step then fails saying so.
 
 use std::time::Duration as StdDuration;
 
@@ -62,7 +66,7 @@ pub const RESET_OFFSETS: Kind = Kind {
             "group": {"type": "string"},
             "to": {"type": "string", "enum": ["earliest", "latest", "timestamp"]},
             "timestamp": {"type": "string", "description": "RFC 3339 time or epoch milliseconds (with `to: timestamp`)."},
-            "force": {"type": "boolean", "default": false, "description": "Reset even while the group has live members."}
+            "force": {"type": "boolean", "default": false, "description": "Skip the live-member check (the broker still refuses for a group that is really active)."}
         }))
     },
 };
@@ -324,6 +328,21 @@ impl Action for LagConfig {
     }
 }
 
+/// A commit the broker refused because the group is active (Kafka moves the
+/// offsets of a group only while it has no members) is a permanent failure
+/// with that explanation; anything else is a transient broker error.
+fn refused_or(e: rdkafka::error::KafkaError, group: &str) -> StepError {
+    use rdkafka::types::RDKafkaErrorCode as Code;
+    match e.rdkafka_error_code() {
+        Some(
+            code @ (Code::UnknownMemberId | Code::IllegalGeneration | Code::RebalanceInProgress),
+        ) => StepError::permanent(format!(
+            "the broker refused to move the offsets of group `{group}` ({code:?}): it only resets a group without live members; stop the consumers first"
+        )),
+        _ => kerr("commit")(e),
+    }
+}
+
 impl Action for ResetConfig {
     fn describe(&self) -> String {
         let to = match self.to {
@@ -393,7 +412,7 @@ impl Action for ResetConfig {
                         target.add_partition_offset(e.topic(), e.partition(), Offset::Offset(off)).map_err(kerr("offsets"))?;
                     }
                 }
-                consumer.commit(&target, CommitMode::Sync).map_err(kerr("commit"))?;
+                consumer.commit(&target, CommitMode::Sync).map_err(|e| refused_or(e, &c.group))?;
                 let out: Vec<J> = target
                     .elements()
                     .iter()

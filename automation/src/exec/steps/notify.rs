@@ -95,6 +95,7 @@ impl Action for NotifyConfig {
             };
             let mut sent = Vec::new();
             let mut failures = Vec::new();
+            let mut permanent = false;
             for name in &self.channels {
                 match send(cx.services, name, &msg).await {
                     Ok(()) => {
@@ -102,19 +103,20 @@ impl Action for NotifyConfig {
                         sent.push(json!({"channel": name.value, "ok": true}));
                     }
                     Err(e) => {
+                        permanent |= e.failure != super::Failure::Transient;
                         cx.log(format!("{}: {e}", name.value));
                         failures.push(format!("{}: {}", name.value, e.message));
                         sent.push(json!({"channel": name.value, "ok": false, "error": e.message}));
                     }
                 }
             }
-            if failures.is_empty() {
-                Ok(json!({"sent": sent}))
-            } else {
-                Err(StepError::transient(format!(
-                    "notification failed: {}",
-                    failures.join("; ")
-                )))
+            // Retrying helps only when every failure may pass by itself
+            // (a webhook that is gone or a refused login will not).
+            let message = format!("notification failed: {}", failures.join("; "));
+            match (failures.is_empty(), permanent) {
+                (true, _) => Ok(json!({"sent": sent})),
+                (false, true) => Err(StepError::permanent(message)),
+                (false, false) => Err(StepError::transient(message)),
             }
         })
     }
@@ -137,15 +139,64 @@ pub async fn send(services: &Services, channel: &str, msg: &Message) -> Result<(
     })
 }
 
-/// The Slack payload: a header and a section, with `text` as the fallback.
+/// Slack's limits: header text (plain_text) and section text (mrkdwn), in characters.
+const SLACK_HEADER_CHARS: usize = 150;
+const SLACK_SECTION_CHARS: usize = 3000;
+
+/// The Slack payload: a header (the title) and a section (the text), with
+/// `text` as the notification fallback. mrkdwn fields have Slack's control
+/// characters escaped (`&`, `<`, `>`), so a value cannot mention `@channel`
+/// or disguise a link; plain URLs are still linked by Slack. Empty parts are
+/// left out (Slack refuses empty text objects) and long ones cut to Slack's
+/// limits.
 pub fn slack_payload(msg: &Message) -> J {
-    json!({
-        "text": format!("{}: {}", msg.title, msg.text),
-        "blocks": [
-            {"type": "header", "text": {"type": "plain_text", "text": msg.title.chars().take(150).collect::<String>()}},
-            {"type": "section", "text": {"type": "mrkdwn", "text": msg.text.chars().take(3000).collect::<String>()}}
-        ]
-    })
+    let mut blocks = Vec::new();
+    if !msg.title.trim().is_empty() {
+        blocks.push(json!({"type": "header", "text": {"type": "plain_text", "text": cut(&msg.title, SLACK_HEADER_CHARS)}}));
+    }
+    let body = escape_mrkdwn(&msg.text);
+    if !body.trim().is_empty() {
+        blocks.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": cut_escaped(&body, SLACK_SECTION_CHARS)}}));
+    }
+    let fallback = match (msg.title.trim().is_empty(), msg.text.trim().is_empty()) {
+        (false, false) => format!("{}: {}", escape_mrkdwn(&msg.title), body),
+        (false, true) => escape_mrkdwn(&msg.title),
+        (true, false) => body,
+        (true, true) => "(empty notification)".to_string(),
+    };
+    json!({"text": fallback, "blocks": blocks})
+}
+
+/// Escapes the three characters Slack's mrkdwn treats as control characters.
+pub fn escape_mrkdwn(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// At most `max` characters; a cut text ends with `…`.
+fn cut(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_string();
+    }
+    let mut out: String = s.chars().take(max - 1).collect();
+    out.push('…');
+    out
+}
+
+/// [`cut`] for escaped text: never ends inside an `&…;` entity.
+fn cut_escaped(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_string();
+    }
+    let mut out: String = s.chars().take(max - 1).collect();
+    if let Some(amp) = out.rfind('&')
+        && !out[amp..].contains(';')
+    {
+        out.truncate(amp);
+    }
+    out.push('…');
+    out
 }
 
 const SLACK_ATTEMPTS: u32 = 4;
@@ -243,11 +294,15 @@ async fn email(ch: &EmailChannel, msg: &Message) -> Result<(), StepError> {
             transport.credentials(Credentials::new(user.clone(), pass.expose().to_string()));
     }
     let transport = transport.timeout(Some(StdDuration::from_secs(30))).build();
-    transport
-        .send(message)
-        .await
-        .map(|_| ())
-        .map_err(|e| StepError::transient(format!("email: {}", error_chain(&e))))
+    transport.send(message).await.map(|_| ()).map_err(|e| {
+        // A 5xx reply (refused login, unknown recipient) will not pass by itself.
+        let message = format!("email: {}", error_chain(&e));
+        if e.is_permanent() {
+            StepError::permanent(message)
+        } else {
+            StepError::transient(message)
+        }
+    })
 }
 
 /// Tells `channels` that a run started / succeeded / failed / waits for approval. Failures are logged only.

@@ -1,7 +1,8 @@
 //! `shell`: run a script with `/bin/sh -c`. Every templated value in `script`
-//! is single-quoted, and a template inside quotes is refused at load time
-//! (quotes would make the added quoting useless). To pass values without any
-//! quoting concerns use `env:` and `"$NAME"` in the script.
+//! is single-quoted, and a template where quoting cannot protect it is refused
+//! at load time: inside quotes, comments, here-documents or arithmetic, after
+//! a backslash, or unescaped (`{{{…}}}`). To pass values without any quoting
+//! concerns use `env:` and `"$NAME"` in the script.
 
 use std::collections::BTreeMap;
 
@@ -11,7 +12,7 @@ use serde_json::json;
 
 use super::{Action, Kind, StepResult};
 use crate::exec::context::StepCx;
-use crate::runbook::template::template_inside_shell_quotes;
+use crate::runbook::template::{has_raw_output, unprotected_shell_template};
 use crate::yaml::{DeError, Node};
 
 pub const KIND: Kind = Kind {
@@ -55,17 +56,20 @@ fn default_shell() -> String {
 fn parse(_: &'static str, node: &Node, lenient: bool) -> Result<Box<dyn Action>, DeError> {
     let config: ShellConfig = super::decode(node, lenient)?;
     // Only the raw (unrendered) script can be checked; rendered scripts hold quoted values.
-    if lenient && template_inside_shell_quotes(&config.script).is_some() {
-        return Err(DeError::new(
-            node.get("script").map_or(node.pos, |n| n.pos),
-            "a template inside quotes in a shell script is not protected by quoting; write `{{value}}` outside quotes (it is quoted for you) or pass it through `env:`",
-        ));
-    }
-    if lenient && config.script.contains("{{{") {
-        return Err(DeError::new(
-            node.get("script").map_or(node.pos, |n| n.pos),
-            "`{{{…}}}` (unquoted output) is not allowed in shell scripts",
-        ));
+    if lenient {
+        let at = node.get("script").map_or(node.pos, |n| n.pos);
+        let raw = crate::runbook::template::compile(&config.script)
+            .map(|t| has_raw_output(&t))
+            .unwrap_or(false);
+        if raw {
+            return Err(DeError::new(
+                at,
+                "`{{{…}}}` / `{{&…}}` (unquoted output) is not allowed in shell scripts",
+            ));
+        }
+        if let Some((_, hazard)) = unprotected_shell_template(&config.script) {
+            return Err(DeError::new(at, hazard.message()));
+        }
     }
     Ok(Box::new(config))
 }
