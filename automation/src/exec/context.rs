@@ -61,6 +61,9 @@ pub struct Services {
     pub progress: Option<Arc<dyn Progress>>,
     /// How often a waiting approval step looks for a decision in the store.
     pub approval_poll: StdDuration,
+    /// Supervisor of local engine processes (`process.*` steps); `None` where
+    /// nothing is supervised (`sluice run`), and those steps then fail.
+    pub supervisor: Option<Arc<crate::process::Supervisor>>,
 }
 
 impl Services {
@@ -75,6 +78,7 @@ impl Services {
             limits: Limits::default(),
             progress: None,
             approval_poll: StdDuration::from_millis(500),
+            supervisor: None,
         })
     }
 

@@ -1,0 +1,179 @@
+//! `process.scale`: run exactly `replicas` engine processes of a supervised
+//! target in its consumer group, `replicas` clamped into `[min, max]`. Scaling
+//! out starts the missing instances in index order, each on `/health` before
+//! the next; scaling in drains (by default) and stops the highest indices
+//! first, so instance 0 — the target's own URL — is the last to go and never
+//! goes below `min` (at least 1). Kafka rebalances the partitions.
+
+use futures::future::BoxFuture;
+use serde::Deserialize;
+use serde_json::{Value as J, json};
+
+use super::super::{Action, Kind, Ref, StepError, StepResult};
+use super::{TargetRef, default_ready_timeout, ready_timeout_schema, target_schema};
+use crate::duration::Duration;
+use crate::exec::context::StepCx;
+use crate::yaml::de::At;
+use crate::yaml::{DeError, Node, Pos};
+
+pub const KIND: Kind = Kind {
+    name: "process.scale",
+    summary: "Run N engine processes of a supervised target (one consumer group).",
+    nests: false,
+    shell_fields: &[],
+    parse,
+    schema: |_| {
+        json!({
+            "type": "object", "additionalProperties": false, "required": ["target", "replicas"],
+            "properties": {
+                "target": target_schema(),
+                "replicas": {"oneOf": [{"type": "integer", "minimum": 0}, {"type": "string"}], "description": "Wanted number of engine processes (clamped into [min, max])."},
+                "min": {"type": "integer", "minimum": 1, "default": 1},
+                "max": {"type": "integer", "minimum": 1, "default": 8},
+                "drain": {"type": "boolean", "default": true, "description": "Drain an instance before stopping it on scale-in."},
+                "ready_timeout": ready_timeout_schema()
+            }
+        })
+    },
+};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScaleConfig {
+    pub target: TargetRef,
+    pub replicas: At<i64>,
+    #[serde(default = "one")]
+    pub min: At<i64>,
+    #[serde(default = "eight")]
+    pub max: At<i64>,
+    #[serde(default = "yes")]
+    pub drain: bool,
+    #[serde(default = "default_ready_timeout")]
+    pub ready_timeout: Duration,
+}
+
+fn one() -> At<i64> {
+    At::new(Pos::UNKNOWN, 1)
+}
+fn eight() -> At<i64> {
+    At::new(Pos::UNKNOWN, 8)
+}
+fn yes() -> bool {
+    true
+}
+
+/// More engine processes than this on one machine is a typo, not a plan.
+const HARD_MAX: i64 = 64;
+
+fn parse(_: &'static str, node: &Node, lenient: bool) -> Result<Box<dyn Action>, DeError> {
+    let c: ScaleConfig = super::super::decode(node, lenient)?;
+    let templated = |field: &str| {
+        node.get(field)
+            .and_then(Node::as_str)
+            .is_some_and(|s| s.contains("{{"))
+    };
+    if !templated("min") && c.min.value < 1 {
+        return Err(DeError::new(c.min.pos, "`min` must be at least 1"));
+    }
+    if !templated("max") && !(1..=HARD_MAX).contains(&c.max.value) {
+        return Err(DeError::new(
+            c.max.pos,
+            format!("`max` must be within 1..={HARD_MAX}"),
+        ));
+    }
+    if !templated("min") && !templated("max") && c.min.value > c.max.value {
+        return Err(DeError::new(
+            c.min.pos,
+            format!("`min` ({}) is above `max` ({})", c.min.value, c.max.value),
+        ));
+    }
+    if !templated("replicas") && c.replicas.value < 0 {
+        return Err(DeError::new(
+            c.replicas.pos,
+            "`replicas` cannot be negative",
+        ));
+    }
+    Ok(Box::new(c))
+}
+
+impl ScaleConfig {
+    /// `(replicas, clamped)` within `[min, max]`.
+    pub fn bounded(&self) -> (usize, bool) {
+        let want = self.replicas.value;
+        let hi = self.max.value.clamp(1, HARD_MAX);
+        let lo = self.min.value.clamp(1, hi);
+        let got = want.clamp(lo, hi);
+        (got as usize, got != want)
+    }
+}
+
+impl Action for ScaleConfig {
+    fn describe(&self) -> String {
+        format!(
+            "scale target `{}` to {} engine process(es) within [{}, {}]{}",
+            self.target.name(),
+            self.replicas.value,
+            self.min.value,
+            self.max.value,
+            if self.drain {
+                ", draining removed ones"
+            } else {
+                ""
+            }
+        )
+    }
+
+    fn refs(&self) -> Vec<Ref> {
+        self.target.refs()
+    }
+
+    fn run<'a>(&'a self, cx: &'a StepCx<'a>) -> BoxFuture<'a, StepResult> {
+        Box::pin(async move {
+            let name = self.target.name();
+            let (sup, running) = super::running_of(cx, name)?;
+            if self.min.value > self.max.value {
+                return Err(StepError::permanent(format!(
+                    "`min` ({}) is above `max` ({})",
+                    self.min.value, self.max.value
+                )));
+            }
+            let (replicas, clamped) = self.bounded();
+            if clamped {
+                cx.log(format!(
+                    "{} replicas requested; bounded to {replicas} by [{}, {}]",
+                    self.replicas.value, self.min.value, self.max.value
+                ));
+            }
+            let previous = running.len();
+            let mut started: Vec<J> = Vec::new();
+            let mut stopped: Vec<J> = Vec::new();
+            for (index, _) in running.into_iter().rev() {
+                if index >= replicas {
+                    stopped.push(super::stop_instance(cx, name, index, self.drain).await?);
+                }
+            }
+            for index in 0..replicas {
+                let (inst, new) =
+                    super::start_instance(cx, name, index, self.ready_timeout).await?;
+                if new {
+                    started.push(inst);
+                }
+            }
+            let after = super::running(sup, name);
+            let t = super::target(cx, name)?;
+            let instances: Vec<J> = after
+                .iter()
+                .map(|(i, st)| super::instance_json(name, t, *i, Some(st), None))
+                .collect();
+            Ok(json!({
+                "requested": self.replicas.value,
+                "replicas": replicas,
+                "clamped": clamped,
+                "previous": previous,
+                "started": started,
+                "stopped": stopped,
+                "instances": instances,
+            }))
+        })
+    }
+}
