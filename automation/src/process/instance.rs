@@ -6,8 +6,9 @@
 //!   `url`. Its `--config` file is the operator's file, so `config/reload`
 //!   and safe config deployment keep working on it.
 //! - Instance *i* (i ≥ 1) is supervised as `<target>-<i>` and reached at the
-//!   target's URL with the port plus *i* (`http://127.0.0.1:8080` →
-//!   `:8081`, `:8082` …). Its engine configuration is generated from the
+//!   target's URL with the port plus 100·*i* ([`PORT_STRIDE`]:
+//!   `http://127.0.0.1:8080` → `:8180`, `:8280` …; a stride of 1 would land
+//!   on the Sluice API's 8081, 10 on the standby's 8090). Its engine configuration is generated from the
 //!   target's `--config` file (or an empty one) at every start, so it follows
 //!   a deployed config change on its next start: `admin.listen` becomes the
 //!   derived address; `kafka.demo.enabled` is turned off (one generator per
@@ -58,6 +59,9 @@ pub enum InstanceError {
     Write { path: String, message: String },
 }
 
+/// Port distance between consecutive instances of one target.
+pub const PORT_STRIDE: u32 = 100;
+
 /// The supervisor name of instance `index` of `target`.
 pub fn instance_name(target: &str, index: usize) -> String {
     if index == 0 {
@@ -79,7 +83,7 @@ pub fn instance_index(target: &str, name: &str) -> Option<usize> {
     rest.parse().ok().filter(|i| *i > 0)
 }
 
-/// The admin URL of instance `index`: the target's URL with its port plus `index`.
+/// The admin URL of instance `index`: the target's URL with its port plus `index` × [`PORT_STRIDE`].
 pub fn instance_url(name: &str, target: &Target, index: usize) -> Result<url::Url, InstanceError> {
     let mut url = target.url.0.clone();
     if index == 0 {
@@ -91,7 +95,7 @@ pub fn instance_url(name: &str, target: &Target, index: usize) -> Result<url::Ur
             target: name.to_string(),
             url: target.url.to_string(),
         })?;
-    let derived = u32::from(port) + index as u32;
+    let derived = u32::from(port) + index as u32 * PORT_STRIDE;
     let derived_port = u16::try_from(derived).map_err(|_| InstanceError::PortOverflow {
         target: name.to_string(),
         index,
@@ -282,8 +286,8 @@ mod tests {
     fn ports_follow_the_target_url() {
         let t = target("targets:\n  primary:\n    url: http://127.0.0.1:8080\n");
         assert_eq!(instance_url("primary", &t, 0).unwrap().port(), Some(8080));
-        assert_eq!(instance_url("primary", &t, 2).unwrap().port(), Some(8082));
-        let t = target("targets:\n  primary:\n    url: http://127.0.0.1:65535\n");
+        assert_eq!(instance_url("primary", &t, 2).unwrap().port(), Some(8280));
+        let t = target("targets:\n  primary:\n    url: http://127.0.0.1:65500\n");
         assert!(matches!(
             instance_url("primary", &t, 1),
             Err(InstanceError::PortOverflow { .. })
@@ -315,7 +319,7 @@ mod tests {
         assert!(s2.env.contains(&("SLUICE_INSTANCE".into(), "2".into())));
         let generated: J =
             serde_json::from_str(&std::fs::read_to_string(&s2.args[1]).unwrap()).unwrap();
-        assert_eq!(generated["admin"]["listen"], "127.0.0.1:8082");
+        assert_eq!(generated["admin"]["listen"], "127.0.0.1:8280");
         assert_eq!(generated["kafka"]["brokers"], "127.0.0.1:39092");
         assert_eq!(generated["kafka"]["demo"]["enabled"], false);
         assert!(s2.log.unwrap().ends_with(".sluice/instances/primary-2.log"));
@@ -333,7 +337,7 @@ mod tests {
         assert_eq!(s1.args[0], "--config");
         let generated: J =
             serde_json::from_str(&std::fs::read_to_string(&s1.args[1]).unwrap()).unwrap();
-        assert_eq!(generated["admin"]["listen"], "127.0.0.1:9001");
+        assert_eq!(generated["admin"]["listen"], "127.0.0.1:9100");
         // No brokers in the file means the engine's default, `embedded`: share instance 0's.
         assert_eq!(generated["kafka"]["brokers"], "ignored:1");
 

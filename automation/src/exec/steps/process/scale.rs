@@ -1,5 +1,6 @@
 //! `process.scale`: run exactly `replicas` engine processes of a supervised
-//! target in its consumer group, `replicas` clamped into `[min, max]`. Scaling
+//! target in its consumer group (or the running count changed `by` N),
+//! clamped into `[min, max]`. Scaling
 //! out starts the missing instances in index order, each on `/health` before
 //! the next; scaling in drains (by default) and stops the highest indices
 //! first, so instance 0 — the target's own URL — is the last to go and never
@@ -24,10 +25,11 @@ pub const KIND: Kind = Kind {
     parse,
     schema: |_| {
         json!({
-            "type": "object", "additionalProperties": false, "required": ["target", "replicas"],
+            "type": "object", "additionalProperties": false, "required": ["target"],
             "properties": {
                 "target": target_schema(),
                 "replicas": {"oneOf": [{"type": "integer", "minimum": 0}, {"type": "string"}], "description": "Wanted number of engine processes (clamped into [min, max])."},
+                "by": {"oneOf": [{"type": "integer"}, {"type": "string"}], "description": "Instead of `replicas`: change the running count by this much (+1 scales out by one, -1 in)."},
                 "min": {"type": "integer", "minimum": 1, "default": 1},
                 "max": {"type": "integer", "minimum": 1, "default": 8},
                 "drain": {"type": "boolean", "default": true, "description": "Drain an instance before stopping it on scale-in."},
@@ -41,7 +43,10 @@ pub const KIND: Kind = Kind {
 #[serde(deny_unknown_fields)]
 pub struct ScaleConfig {
     pub target: TargetRef,
-    pub replicas: At<i64>,
+    #[serde(default)]
+    pub replicas: Option<At<i64>>,
+    #[serde(default)]
+    pub by: Option<At<i64>>,
     #[serde(default = "one")]
     pub min: At<i64>,
     #[serde(default = "eight")]
@@ -87,19 +92,33 @@ fn parse(_: &'static str, node: &Node, lenient: bool) -> Result<Box<dyn Action>,
             format!("`min` ({}) is above `max` ({})", c.min.value, c.max.value),
         ));
     }
-    if !templated("replicas") && c.replicas.value < 0 {
+    if c.replicas.is_some() == c.by.is_some() {
         return Err(DeError::new(
-            c.replicas.pos,
-            "`replicas` cannot be negative",
+            node.pos,
+            "`process.scale` needs exactly one of `replicas` or `by`",
         ));
+    }
+    if let Some(r) = &c.replicas
+        && !templated("replicas")
+        && r.value < 0
+    {
+        return Err(DeError::new(r.pos, "`replicas` cannot be negative"));
     }
     Ok(Box::new(c))
 }
 
 impl ScaleConfig {
-    /// `(replicas, clamped)` within `[min, max]`.
-    pub fn bounded(&self) -> (usize, bool) {
-        let want = self.replicas.value;
+    /// The wanted count given `running` instances: `replicas`, or `running + by`.
+    pub fn wanted(&self, running: usize) -> i64 {
+        match (&self.replicas, &self.by) {
+            (Some(r), _) => r.value,
+            (_, Some(by)) => running as i64 + by.value,
+            _ => running as i64,
+        }
+    }
+
+    /// `(replicas, clamped)`: `want` within `[min, max]`.
+    pub fn bounded(&self, want: i64) -> (usize, bool) {
         let hi = self.max.value.clamp(1, HARD_MAX);
         let lo = self.min.value.clamp(1, hi);
         let got = want.clamp(lo, hi);
@@ -112,7 +131,11 @@ impl Action for ScaleConfig {
         format!(
             "scale target `{}` to {} engine process(es) within [{}, {}]{}",
             self.target.name(),
-            self.replicas.value,
+            match (&self.replicas, &self.by) {
+                (Some(r), _) => r.value.to_string(),
+                (_, Some(by)) => format!("the running count {:+}", by.value),
+                _ => "?".into(),
+            },
             self.min.value,
             self.max.value,
             if self.drain {
@@ -137,11 +160,12 @@ impl Action for ScaleConfig {
                     self.min.value, self.max.value
                 )));
             }
-            let (replicas, clamped) = self.bounded();
+            let want = self.wanted(running.len());
+            let (replicas, clamped) = self.bounded(want);
             if clamped {
                 cx.log(format!(
-                    "{} replicas requested; bounded to {replicas} by [{}, {}]",
-                    self.replicas.value, self.min.value, self.max.value
+                    "{want} replicas requested; bounded to {replicas} by [{}, {}]",
+                    self.min.value, self.max.value
                 ));
             }
             let previous = running.len();
@@ -166,7 +190,7 @@ impl Action for ScaleConfig {
                 .map(|(i, st)| super::instance_json(name, t, *i, Some(st), None))
                 .collect();
             Ok(json!({
-                "requested": self.replicas.value,
+                "requested": want,
                 "replicas": replicas,
                 "clamped": clamped,
                 "previous": previous,
