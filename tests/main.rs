@@ -1,1 +1,7 @@
 //! End-to-end tests with real processes.
+//!
+//! `library`: every shipped runbook run through the executor against real
+//! `sluice-engine` processes (embedded Kafka broker, fault injection), with
+//! the effect checked from the engine's own metrics and state.
+
+mod library;
