@@ -170,24 +170,20 @@ pub async fn brokers_of(url: &str) -> String {
 }
 
 pub async fn wait_healthy(url: &str) {
-    let client = net::client();
-    eventually(&format!("{url}/health"), Duration::from_secs(60), || {
-        let client = client.clone();
-        async move {
-            let r = client.get(format!("{url}/health")).send().await.ok()?;
-            r.status().is_success().then_some(())
-        }
-    })
-    .await
+    wait_ok(url, "/health").await
 }
 
 /// Waits until `/ready` answers 200.
 pub async fn wait_ready(url: &str) {
+    wait_ok(url, "/ready").await
+}
+
+async fn wait_ok(url: &str, path: &str) {
     let client = net::client();
-    eventually(&format!("{url}/ready"), Duration::from_secs(60), || {
+    eventually(&format!("{url}{path}"), Duration::from_secs(60), || {
         let client = client.clone();
         async move {
-            let r = client.get(format!("{url}/ready")).send().await.ok()?;
+            let r = client.get(format!("{url}{path}")).send().await.ok()?;
             r.status().is_success().then_some(())
         }
     })
@@ -222,6 +218,11 @@ pub async fn metric(url: &str, name: &str, labels: &str) -> Option<f64> {
         })
         .and_then(|l| l.rsplit_once(' '))
         .and_then(|(_, v)| v.trim().parse().ok())
+}
+
+/// `GET {url}{path}` as JSON.
+pub async fn get_json_at(url: &str, path: &str) -> J {
+    get_json(&format!("{url}{path}")).await
 }
 
 /// Sets faults through `/admin/fault-injection`.

@@ -32,7 +32,7 @@ pub fn free_ports(n: u16) -> u16 {
 }
 
 pub fn client() -> reqwest::Client {
-    reqwest::Client::builder()
+    sluice_automation::http_client::builder()
         .timeout(Duration::from_secs(30))
         .build()
         .expect("http client")
@@ -60,6 +60,19 @@ pub async fn post_json(url: &str, body: J) -> J {
     let j: J = resp.json().await.unwrap_or(J::Null);
     assert!(status.is_success(), "POST {url}: {status} {j}");
     j
+}
+
+pub async fn delete(url: &str) {
+    let resp = client()
+        .delete(url)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("DELETE {url}: {e}"));
+    assert!(
+        resp.status().is_success(),
+        "DELETE {url}: {}",
+        resp.status()
+    );
 }
 
 /// Polls `check` every 100 ms until it returns `Some`, at most `limit`; panics with `what` otherwise.
