@@ -62,7 +62,7 @@ pub const RESET_OFFSETS: Kind = Kind {
             "group": {"type": "string"},
             "to": {"type": "string", "enum": ["earliest", "latest", "timestamp"]},
             "timestamp": {"type": "string", "description": "RFC 3339 time or epoch milliseconds (with `to: timestamp`)."},
-            "force": {"type": "boolean", "default": false, "description": "Reset even while the group has live members."}
+            "force": {"type": "boolean", "default": false, "description": "Reset without checking that the group has no live members (also for brokers that cannot list groups, such as the embedded mock cluster)."}
         }))
     },
 };
@@ -186,6 +186,63 @@ fn consumer(cluster: &KafkaCluster, group: Option<&str>) -> Result<BaseConsumer,
     }
     cfg.create()
         .map_err(|e| StepError::permanent(format!("kafka client: {e}")))
+}
+
+/// Commits `offsets` for `group`. Kafka accepts a commit without membership
+/// for a group with no members; a broker that insists on membership
+/// (librdkafka's mock cluster answers `UnknownMemberId`) gets it from a
+/// short-lived member that joins, is assigned the partitions, commits, leaves.
+fn commit_offsets(
+    standalone: &BaseConsumer,
+    cluster: &KafkaCluster,
+    group: &str,
+    topics: &[String],
+    offsets: &TopicPartitionList,
+    timeout: StdDuration,
+) -> Result<(), StepError> {
+    use rdkafka::error::RDKafkaErrorCode as Code;
+    match standalone.commit(offsets, CommitMode::Sync) {
+        Ok(()) => return Ok(()),
+        Err(e)
+            if matches!(
+                e.rdkafka_error_code(),
+                Some(Code::UnknownMemberId | Code::IllegalGeneration)
+            ) => {}
+        Err(e) => return Err(kerr("commit")(e)),
+    }
+    let mut cfg = ClientConfig::new();
+    cfg.set("bootstrap.servers", &cluster.brokers)
+        .set("enable.auto.commit", "false")
+        .set("group.id", group)
+        // Should it not leave cleanly, the group waits this long, not 45 s.
+        .set("session.timeout.ms", "6000");
+    for (k, v) in &cluster.properties {
+        cfg.set(k, v.expose());
+    }
+    let member: BaseConsumer = cfg
+        .create()
+        .map_err(|e| StepError::permanent(format!("kafka client: {e}")))?;
+    let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+    member.subscribe(&names).map_err(kerr("subscribe"))?;
+    let deadline = std::time::Instant::now() + timeout.max(StdDuration::from_secs(30));
+    loop {
+        let _ = member.poll(StdDuration::from_millis(100));
+        if member.assignment().is_ok_and(|a| a.count() > 0) {
+            break;
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(StepError::transient(format!(
+                "kafka commit: joining group `{group}` to commit took too long"
+            )));
+        }
+    }
+    let result = member
+        .commit(offsets, CommitMode::Sync)
+        .map_err(kerr("commit"));
+    member.unsubscribe();
+    // Closing (on drop) sends LeaveGroup, so the engines rejoin at once.
+    drop(member);
+    result
 }
 
 /// rdkafka calls block; run them off the async threads.
@@ -352,9 +409,14 @@ impl Action for ResetConfig {
             blocking(move || {
                 let timeout = c.timeout.std();
                 let consumer = consumer(&cl, Some(&c.group))?;
-                let groups = consumer.fetch_group_list(Some(&c.group), timeout).map_err(kerr("group list"))?;
-                let members: usize = groups.groups().iter().map(|g| g.members().len()).sum();
-                if members > 0 && !c.force {
+                // `force` skips the check (and works on brokers that cannot list groups).
+                let members: usize = if c.force {
+                    0
+                } else {
+                    let groups = consumer.fetch_group_list(Some(&c.group), timeout).map_err(kerr("group list"))?;
+                    groups.groups().iter().map(|g| g.members().len()).sum()
+                };
+                if members > 0 {
                     return Err(StepError::permanent(format!(
                         "group `{}` has {members} live member(s); stop the consumers first (or set `force: true`)",
                         c.group
@@ -393,13 +455,13 @@ impl Action for ResetConfig {
                         target.add_partition_offset(e.topic(), e.partition(), Offset::Offset(off)).map_err(kerr("offsets"))?;
                     }
                 }
-                consumer.commit(&target, CommitMode::Sync).map_err(kerr("commit"))?;
+                commit_offsets(&consumer, &cl, &c.group, &c.topics, &target, timeout)?;
                 let out: Vec<J> = target
                     .elements()
                     .iter()
                     .map(|e| json!({"topic": e.topic(), "partition": e.partition(), "offset": e.offset().to_raw()}))
                     .collect();
-                Ok(json!({"group": c.group, "partitions": out, "forced": members > 0}))
+                Ok(json!({"group": c.group, "partitions": out, "forced": c.force}))
             })
             .await
         })
