@@ -134,6 +134,56 @@ impl World {
         self.supervisor.status(name).and_then(|s| s.pid)
     }
 
+    /// Waits until the primary holds open windows (state worth backing up).
+    pub async fn wait_open_windows(&self) {
+        let url = self.primary.clone();
+        net::eventually("open windows", std::time::Duration::from_secs(60), || {
+            let url = url.clone();
+            async move {
+                let s = engine::get_json_at(&url, "/admin/state/export").await;
+                let windows: usize = s["queries"]
+                    .as_array()?
+                    .iter()
+                    .map(|q| q["windows"].as_array().map_or(0, |w| w.len()))
+                    .sum();
+                (windows > 0).then_some(())
+            }
+        })
+        .await
+    }
+
+    /// Runs `config-backup` of a config directory holding the primary's
+    /// engine config into `dest`; returns the run, the archive and the
+    /// archive's verified `state.json`.
+    pub async fn backup(&self, dest: &Path) -> (RunOutcome, PathBuf, serde_json::Value) {
+        let etc = self.path().join("etc");
+        std::fs::create_dir_all(&etc).expect("etc");
+        std::fs::copy(&self.primary_config, etc.join("engine.yaml")).expect("copy config");
+        let out = self
+            .run(
+                "config-backup",
+                &[
+                    ("config_dir", etc.to_str().unwrap()),
+                    ("dest", dest.to_str().unwrap()),
+                ],
+            )
+            .await;
+        sluice::assert_succeeded(&out);
+        let archive = PathBuf::from(
+            sluice::output(&out, "backup")["archive"]
+                .as_str()
+                .expect("archive path"),
+        );
+        let (_, files) = sluice_automation::exec::steps::restore::verify(&archive)
+            .expect("the archive verifies");
+        let state = files
+            .iter()
+            .find(|(p, _)| p.ends_with("state.json"))
+            .map(|(_, d)| serde_json::from_slice(d).expect("state.json is JSON"))
+            .expect("state.json in the archive");
+        (out, archive, state)
+    }
+
     /// Stops every supervised engine (the broker and receivers go when dropped).
     pub async fn stop(&self) {
         self.supervisor.stop_all().await;

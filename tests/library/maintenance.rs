@@ -149,20 +149,7 @@ async fn monthly_maintenance_backs_up_config_and_saves_statistics() {
 async fn config_backup_then_state_restore_brings_the_windows_back() {
     let w = World::new(WorldOpts::default()).await;
     wait_processing(&w.primary).await;
-    // Wait for open windows: the state worth backing up.
-    eventually("open windows", Duration::from_secs(60), || async {
-        let s = get_json_at(&w.primary, "/admin/state/export").await;
-        let windows = s["queries"]
-            .as_array()?
-            .iter()
-            .map(|q| q["windows"].as_array().map_or(0, |w| w.len()))
-            .sum::<usize>();
-        (windows > 0).then_some(())
-    })
-    .await;
-    let etc = w.path().join("etc");
-    std::fs::create_dir_all(&etc).unwrap();
-    std::fs::copy(&w.primary_config, etc.join("engine.yaml")).unwrap();
+    w.wait_open_windows().await;
     let dest = w.path().join("backups");
     // Eight old archives: with the new one, the two oldest are beyond the 7
     // kept and older than 30 days, so retention removes them.
@@ -175,16 +162,7 @@ async fn config_backup_then_state_restore_brings_the_windows_back() {
             )
         })
         .collect();
-    let out = w
-        .run(
-            "config-backup",
-            &[
-                ("config_dir", etc.to_str().unwrap()),
-                ("dest", dest.to_str().unwrap()),
-            ],
-        )
-        .await;
-    assert_succeeded(&out);
+    let (out, archive, state) = w.backup(&dest).await;
     assert!(
         !stale[0].exists() && !stale[1].exists(),
         "retention kept the oldest"
@@ -197,8 +175,7 @@ async fn config_backup_then_state_restore_brings_the_windows_back() {
         output(&out, "backup")["removed"].as_array().unwrap().len(),
         2
     );
-    let archive = PathBuf::from(output(&out, "backup")["archive"].as_str().unwrap());
-    let (manifest, files) = verify(&archive).expect("archive verifies");
+    let (manifest, _) = verify(&archive).expect("archive verifies");
     let paths: Vec<&str> = manifest.entries.iter().map(|e| e.path.as_str()).collect();
     for needed in [
         "files/etc/engine.yaml",
@@ -207,14 +184,6 @@ async fn config_backup_then_state_restore_brings_the_windows_back() {
     ] {
         assert!(paths.contains(&needed), "{needed} missing from {paths:?}");
     }
-    let state: J = serde_json::from_slice(
-        &files
-            .iter()
-            .find(|(p, _)| p.ends_with("state.json"))
-            .unwrap()
-            .1,
-    )
-    .unwrap();
     let backed_up = windows_of(&state, "revenue_per_minute");
     assert!(!backed_up.is_empty(), "no windows in the backup");
 

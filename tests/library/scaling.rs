@@ -150,50 +150,10 @@ async fn failover_starts_the_standby_with_the_backed_up_state() {
     .await;
     let standby = w.standby.clone().unwrap();
     wait_processing(&w.primary).await;
-    let windows = |s: &J| -> usize {
-        s["queries"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|q| q["windows"].as_array().map_or(0, |w| w.len()))
-            .sum()
-    };
-    eventually(
-        "open windows on the primary",
-        Duration::from_secs(60),
-        || async {
-            (windows(&get_json_at(&w.primary, "/admin/state/export").await) > 0).then_some(())
-        },
-    )
-    .await;
-    let etc = w.path().join("etc");
-    std::fs::create_dir_all(&etc).unwrap();
-    std::fs::copy(&w.primary_config, etc.join("engine.yaml")).unwrap();
+    w.wait_open_windows().await;
     let backups = w.path().join("backups");
-    let out = w
-        .run(
-            "config-backup",
-            &[
-                ("config_dir", etc.to_str().unwrap()),
-                ("dest", backups.to_str().unwrap()),
-            ],
-        )
-        .await;
-    assert_succeeded(&out);
-    let archive = output(&out, "backup")["archive"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let (_, files) =
-        sluice_automation::exec::steps::restore::verify(std::path::Path::new(&archive)).unwrap();
-    let backed_up: J = serde_json::from_slice(
-        &files
-            .iter()
-            .find(|(p, _)| p.ends_with("state.json"))
-            .unwrap()
-            .1,
-    )
-    .unwrap();
+    let (_, archive, backed_up) = w.backup(&backups).await;
+    let archive = archive.display().to_string();
 
     // The primary dies.
     w.supervisor.stop("primary").await.unwrap();

@@ -177,13 +177,21 @@ fn cluster<'a>(cx: &'a StepCx<'_>, name: &str) -> Result<&'a KafkaCluster, StepE
 }
 
 fn consumer(cluster: &KafkaCluster, group: Option<&str>) -> Result<BaseConsumer, StepError> {
+    create(consumer_config(cluster, group.unwrap_or("sluice-inspect")))
+}
+
+fn consumer_config(cluster: &KafkaCluster, group: &str) -> ClientConfig {
     let mut cfg = ClientConfig::new();
     cfg.set("bootstrap.servers", &cluster.brokers)
         .set("enable.auto.commit", "false")
-        .set("group.id", group.unwrap_or("sluice-inspect"));
+        .set("group.id", group);
     for (k, v) in &cluster.properties {
         cfg.set(k, v.expose());
     }
+    cfg
+}
+
+fn create(cfg: ClientConfig) -> Result<BaseConsumer, StepError> {
     cfg.create()
         .map_err(|e| StepError::permanent(format!("kafka client: {e}")))
 }
@@ -210,18 +218,10 @@ fn commit_offsets(
             ) => {}
         Err(e) => return Err(kerr("commit")(e)),
     }
-    let mut cfg = ClientConfig::new();
-    cfg.set("bootstrap.servers", &cluster.brokers)
-        .set("enable.auto.commit", "false")
-        .set("group.id", group)
-        // Should it not leave cleanly, the group waits this long, not 45 s.
-        .set("session.timeout.ms", "6000");
-    for (k, v) in &cluster.properties {
-        cfg.set(k, v.expose());
-    }
-    let member: BaseConsumer = cfg
-        .create()
-        .map_err(|e| StepError::permanent(format!("kafka client: {e}")))?;
+    let mut cfg = consumer_config(cluster, group);
+    // Should it not leave cleanly, the group waits this long, not 45 s.
+    cfg.set("session.timeout.ms", "6000");
+    let member = create(cfg)?;
     let names: Vec<&str> = topics.iter().map(String::as_str).collect();
     member.subscribe(&names).map_err(kerr("subscribe"))?;
     let deadline = std::time::Instant::now() + timeout.max(StdDuration::from_secs(30));
