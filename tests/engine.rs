@@ -43,6 +43,8 @@ pub struct EngineOpts {
     pub demo_rate: u32,
     pub max_total_memory: u64,
     pub breaker_timeout_seconds: u64,
+    /// Include the windowed query (its open windows hold commits back up to a minute).
+    pub windowed: bool,
 }
 
 impl EngineOpts {
@@ -55,6 +57,7 @@ impl EngineOpts {
             demo_rate: 200,
             max_total_memory: 64 << 20,
             breaker_timeout_seconds: 3600,
+            windowed: true,
         }
     }
 }
@@ -62,7 +65,7 @@ impl EngineOpts {
 /// The test engine's config: the example's two queries (a filter and a
 /// one-minute tumbling window), small limits, consumers that join promptly.
 pub fn engine_yaml(o: &EngineOpts) -> String {
-    let doc = json!({
+    let mut doc = json!({
         "kafka": {
             "brokers": o.brokers,
             "group_id": o.group_id,
@@ -83,6 +86,9 @@ pub fn engine_yaml(o: &EngineOpts) -> String {
         "circuit_breaker": {"failure_threshold": 5, "timeout_seconds": o.breaker_timeout_seconds, "recovery_timeout": 30, "success_threshold": 2},
         "admin": {"listen": o.listen}
     });
+    if !o.windowed {
+        doc["queries"].as_array_mut().expect("queries").truncate(1);
+    }
     // JSON is valid YAML.
     serde_json::to_string_pretty(&doc).expect("json")
 }

@@ -27,6 +27,8 @@ pub struct WorldOpts {
     pub demo_rate: Option<u32>,
     /// `resource_limits.max_total_memory` (default 64 MiB).
     pub max_total_memory: Option<u64>,
+    /// Only the stateless query: offsets are committed as soon as results are delivered.
+    pub stateless: bool,
 }
 
 pub struct World {
@@ -60,6 +62,7 @@ impl World {
         if let Some(m) = o.max_total_memory {
             opts.max_total_memory = m;
         }
+        opts.windowed = !o.stateless;
         let primary_config =
             engine::write_config(dir.path(), "primary", &engine::engine_yaml(&opts));
         let mut targets = sluice::supervised_target("primary", port, &primary_config, dir.path());
@@ -68,6 +71,7 @@ impl World {
             let mut s = EngineOpts::new(sport, &brokers);
             s.demo = false;
             s.max_total_memory = opts.max_total_memory;
+            s.windowed = opts.windowed;
             let cfg = engine::write_config(dir.path(), "standby", &engine::engine_yaml(&s));
             targets.push_str(&sluice::supervised_target(
                 "standby",
