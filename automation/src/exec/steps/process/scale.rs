@@ -201,3 +201,42 @@ impl Action for ScaleConfig {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_yaml(yaml: &str) -> Result<Box<dyn Action>, DeError> {
+        let node = crate::yaml::parse(yaml).unwrap();
+        parse("process.scale", &node, false)
+    }
+
+    fn scale(yaml: &str) -> ScaleConfig {
+        let node = crate::yaml::parse(yaml).unwrap();
+        super::super::super::decode(&node, false).unwrap()
+    }
+
+    #[test]
+    fn replicas_or_by_exactly_once_and_bounds_that_make_sense() {
+        let err = |y: &str| parse_yaml(y).err().map(|e| e.message).unwrap_or_default();
+        assert!(err("{target: p}").contains("exactly one of `replicas` or `by`"));
+        assert!(err("{target: p, replicas: 2, by: 1}").contains("exactly one"));
+        assert!(err("{target: p, replicas: -1}").contains("cannot be negative"));
+        assert!(err("{target: p, replicas: 1, min: 0}").contains("at least 1"));
+        assert!(err("{target: p, replicas: 1, max: 65}").contains("within 1..=64"));
+        assert!(err("{target: p, replicas: 1, min: 3, max: 2}").contains("is above `max`"));
+        assert!(parse_yaml("{target: p, by: -1}").is_ok());
+    }
+
+    #[test]
+    fn wanted_counts_are_clamped_into_min_max() {
+        let s = scale("{target: p, by: 2, min: 1, max: 3}");
+        assert_eq!(s.wanted(2), 4);
+        assert_eq!(s.bounded(4), (3, true));
+        let s = scale("{target: p, by: -5, min: 2, max: 4}");
+        assert_eq!(s.bounded(s.wanted(3)), (2, true));
+        let s = scale("{target: p, replicas: 3}");
+        assert_eq!(s.bounded(s.wanted(1)), (3, false));
+        assert_eq!(s.bounded(0), (1, true), "never below one process");
+    }
+}
