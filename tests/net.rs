@@ -1,34 +1,51 @@
 //! Free loopback ports and small HTTP helpers.
 
+use std::collections::BTreeSet;
 use std::net::TcpListener;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use serde_json::Value as J;
 
-/// A port free on 127.0.0.1 right now.
+/// Ports handed out in this process, so parallel tests never share one.
+static GIVEN: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+
+/// The lowest ephemeral port: ports below it are never picked by `bind(…:0)`,
+/// so an engine's embedded broker (or anything else binding port 0) cannot
+/// take a port reserved here before the engine that needs it starts.
+fn ephemeral_low() -> u16 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|p| p.parse().ok()))
+        .unwrap_or(32768)
+}
+
+/// A port free on 127.0.0.1, below the ephemeral range, not given out before.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
+    free_ports(1)
 }
 
 /// A port free on 127.0.0.1 with `base + 100·i` free too for i < `n` (the
-/// ports extra engine instances of a target derive).
+/// ports extra engine instances of a target derive), all below the
+/// ephemeral range and not given out before in this process.
 pub fn free_ports(n: u16) -> u16 {
-    for _ in 0..200 {
-        let base = free_port();
-        if u32::from(base) + 100 * u32::from(n) > 65_000 {
-            continue;
-        }
-        let held: Vec<TcpListener> = (0..n)
-            .filter_map(|i| TcpListener::bind(("127.0.0.1", base + 100 * i)).ok())
-            .collect();
-        if held.len() == n as usize {
+    let high = u32::from(ephemeral_low().max(12_000)) - 100 * u32::from(n);
+    let mut x = std::process::id().wrapping_mul(2_654_435_761);
+    for _ in 0..10_000 {
+        x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+        let base = 10_000 + (x >> 8) % (high - 10_000);
+        let base = base as u16;
+        let all: Vec<u16> = (0..n).map(|i| base + 100 * i).collect();
+        let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+        if all
+            .iter()
+            .all(|p| !given.contains(p) && TcpListener::bind(("127.0.0.1", *p)).is_ok())
+        {
+            given.extend(&all);
             return base;
         }
     }
-    panic!("no {n} free loopback ports 100 apart");
+    panic!("no {n} free loopback ports 100 apart below the ephemeral range");
 }
 
 pub fn client() -> reqwest::Client {

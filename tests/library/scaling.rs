@@ -142,17 +142,23 @@ async fn high_watermarks(bootstrap: &str) -> i64 {
     .unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn failover_starts_the_standby_with_the_backed_up_state() {
+/// A primary with open windows on a separate broker, and a standby target (not running).
+async fn failover_world() -> (World, String) {
     let w = World::new(WorldOpts {
         broker: true,
         standby: true,
         ..WorldOpts::default()
     })
     .await;
-    let standby = w.standby.clone().unwrap();
+    let standby = w.standby.clone().expect("standby");
     wait_processing(&w.primary).await;
     w.wait_open_windows().await;
+    (w, standby)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failover_starts_the_standby_with_the_backed_up_state() {
+    let (w, standby) = failover_world().await;
     let backups = w.path().join("backups");
     let (_, archive, backed_up) = w.backup(&backups).await;
     let archive = archive.display().to_string();
@@ -176,34 +182,16 @@ async fn failover_starts_the_standby_with_the_backed_up_state() {
         .await;
     assert_succeeded(&out);
     assert_eq!(out.steps["primary_state"]["status"], "failed");
-    assert_eq!(out.steps["live_state"]["status"], "skipped");
-    assert_eq!(output(&out, "latest_backup")["stdout"], archive.as_str());
+    assert_eq!(output(&out, "pick")["stdout"], archive.as_str());
     assert_eq!(output(&out, "start_standby")["started"], true);
     assert_eq!(output(&out, "import")["body"]["imported"], true);
     // The standby holds the backup's windows and consumes the primary's partitions.
     let now = get_json_at(&standby, "/admin/state/export").await;
-    for q in backed_up["queries"].as_array().unwrap() {
-        let mine = now["queries"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|m| m["name"] == q["name"])
-            .unwrap();
-        for win in q["windows"].as_array().unwrap() {
-            assert!(
-                mine["windows"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .any(|m| m["start"] == win["start"]
-                        && m["groups"].as_array().unwrap().len()
-                            >= win["groups"].as_array().unwrap().len()),
-                "window {} of {} not on the standby",
-                win["start"],
-                q["name"]
-            );
-        }
-    }
+    assert_eq!(
+        output(&out, "import")["body"]["windows"].as_u64().unwrap() as usize,
+        super::window_count(&backed_up)
+    );
+    super::assert_windows_restored(&backed_up, &now);
     eventually(
         "the standby to take every partition",
         Duration::from_secs(60),
@@ -223,5 +211,51 @@ async fn failover_starts_the_standby_with_the_backed_up_state() {
     )
     .await;
     assert!(w.slack.texts().iter().any(|t| t.contains("failover")));
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failover_takes_the_live_state_when_the_primary_still_answers_and_fences_it() {
+    let (w, standby) = failover_world().await;
+    let work = w.path().join("failover");
+    let out = w
+        .run(
+            "failover",
+            &[
+                ("backup_dir", w.path().join("no-backups").to_str().unwrap()),
+                ("work_dir", work.to_str().unwrap()),
+            ],
+        )
+        .await;
+    assert_succeeded(&out);
+    let live = output(&out, "primary_state")["archive"].as_str().unwrap();
+    assert_eq!(
+        output(&out, "pick")["stdout"],
+        live,
+        "the live state was used"
+    );
+    assert!(!answers(&w.primary).await, "the primary was not fenced");
+    let (_, files) =
+        sluice_automation::exec::steps::restore::verify(std::path::Path::new(live)).unwrap();
+    let exported: J = serde_json::from_slice(
+        &files
+            .iter()
+            .find(|(p, _)| p.ends_with("state.json"))
+            .unwrap()
+            .1,
+    )
+    .unwrap();
+    let now = get_json_at(&standby, "/admin/state/export").await;
+    assert_eq!(
+        output(&out, "import")["body"]["windows"].as_u64().unwrap() as usize,
+        super::window_count(&exported)
+    );
+    super::assert_windows_restored(&exported, &now);
+    eventually(
+        "the standby to take every partition",
+        Duration::from_secs(60),
+        || async { (assigned(&standby).await == 3).then_some(()) },
+    )
+    .await;
     w.stop().await;
 }

@@ -30,8 +30,8 @@ pub const KIND: Kind = Kind {
                 "target": target_schema(),
                 "replicas": {"oneOf": [{"type": "integer", "minimum": 0}, {"type": "string"}], "description": "Wanted number of engine processes (clamped into [min, max])."},
                 "by": {"oneOf": [{"type": "integer"}, {"type": "string"}], "description": "Instead of `replicas`: change the running count by this much (+1 scales out by one, -1 in)."},
-                "min": {"type": "integer", "minimum": 1, "default": 1},
-                "max": {"type": "integer", "minimum": 1, "default": 8},
+                "min": {"oneOf": [{"type": "integer", "minimum": 1}, {"type": "string"}], "default": 1},
+                "max": {"oneOf": [{"type": "integer", "minimum": 1, "maximum": 64}, {"type": "string"}], "default": 8},
                 "drain": {"type": "boolean", "default": true, "description": "Drain an instance before stopping it on scale-in."},
                 "ready_timeout": ready_timeout_schema()
             }
