@@ -158,7 +158,7 @@ async fn check_reports_partitions_and_refuses_missing_topics() {
 
 #[tokio::test]
 async fn check_against_an_unreachable_cluster_fails_within_its_timeout() {
-    let port = sluice_tests::net::free_port().unwrap();
+    let port = sluice_tests::net::free_port();
     let sv = services(
         config(&format!("kafka:\n  main:\n    brokers: 127.0.0.1:{port}\n")),
         None,

@@ -1,14 +1,24 @@
-//! Test harness: starts real servers (Tansu, the engine, SMTP, Slack recorder) on free loopback ports.
+//! Test harness: real servers on free loopback ports, and the shipped
+//! runbooks run through the library's executor against them.
 //!
 //! | module | what | start |
 //! |---|---|---|
+//! | [`engine`] | `sluice-engine` processes on a broker-host process | see the module |
+//! | [`world`] | a supervised primary (and standby) engine with notify receivers | `World::start(..)` |
+//! | [`sluice`] | service config and `Services` for the shipped runbooks | see the module |
 //! | [`postgres`] | PostgreSQL server (initdb + postgres, as the `postgres` user when root) | `Postgres::shared()?.fresh_database()?` |
 //! | [`smtp`] | aiosmtpd recording every message (envelope, headers, MIME parts) | `Smtp::start()?` / `Smtp::start_with_auth(u, p)?` |
 //! | [`slack`] | Slack incoming-webhook stand-in: records posts, checks Block Kit, answers `ok` / scripted `429` | `Slack::start().await?` |
+//! | [`notify`] | Slack recorder and an aiosmtpd whose printed messages are kept in a file | `SlackRecorder::start().await` |
 //! | [`tansu`] | Tansu Kafka-protocol broker, in-memory storage | `Tansu::start()?` |
+//! | [`net`] | free ports (never handed out twice), HTTP helpers, polling | — |
 
+pub mod engine;
 pub mod net;
+pub mod notify;
 pub mod postgres;
 pub mod slack;
+pub mod sluice;
 pub mod smtp;
 pub mod tansu;
+pub mod world;

@@ -1,6 +1,12 @@
 //! End-to-end tests with real processes.
+//!
+//! `library`: every shipped runbook run through the executor against real
+//! `sluice-engine` processes (embedded Kafka broker, fault injection), with
+//! the effect checked from the engine's own metrics and state.
 
 mod kafka_steps;
-mod notify;
+mod library;
+mod notify_step;
 mod run_store;
+mod service_ha;
 mod support;

@@ -159,7 +159,7 @@ impl Postgres {
         }
         let mut last = anyhow::anyhow!("postgres did not start");
         for _ in 0..3 {
-            let port = crate::net::free_port()?;
+            let port = crate::net::free_port();
             let log = std::fs::File::create(dir.path().join("postgres.log"))?;
             if let Some((uid, gid)) = user {
                 std::os::unix::fs::chown(dir.path().join("postgres.log"), Some(uid), Some(gid))?;

@@ -218,7 +218,8 @@ async fn main() -> anyhow::Result<()> {
         .spawn()
         .map_err(|e| anyhow::anyhow!("cannot start {prometheus} ({e}); run .ci/install"))?;
     let _guard = KillOnDrop(child);
-    let client = reqwest::Client::builder()
+    // The workspace's reqwest has no bundled TLS provider; this builder installs one.
+    let client = sluice_automation::http_client::builder()
         .timeout(Duration::from_secs(10))
         .build()?;
     let metrics_url = format!("http://{web}/metrics");

@@ -78,6 +78,9 @@ pub struct Services {
     pub external_url: Option<String>,
     /// PromQL over the service's own metrics (used when no Prometheus is configured).
     pub local_query: Option<Arc<dyn InstantQuery>>,
+    /// Supervisor of local engine processes (`process.*` steps); `None` where
+    /// nothing is supervised (`sluice run`), and those steps then fail.
+    pub supervisor: Option<Arc<crate::process::Supervisor>>,
 }
 
 impl Services {
@@ -94,6 +97,7 @@ impl Services {
             approval_poll: StdDuration::from_millis(500),
             external_url: None,
             local_query: None,
+            supervisor: None,
         })
     }
 

@@ -5,7 +5,9 @@
 //! anything it spawned; a stop is SIGTERM, then SIGKILL after a grace period.
 //! A child that exits on its own is restarted with exponential backoff, up to a
 //! limit, and every transition is visible in [`ProcessStatus`].
+//! [`instance`] says how the N engine processes of one target are derived.
 
+pub mod instance;
 mod supervisor;
 
 pub use supervisor::{

@@ -277,8 +277,24 @@ fn check_ref(r: &Ref, known: Known<'_>, p: &mut Vec<DeError>) {
     if r.name.contains("{{") {
         return;
     }
+    if let (RefKind::SupervisedTarget, Some(c)) = (r.kind, known.config)
+        && let Some(t) = c.targets.get(r.name.as_str())
+    {
+        if t.process.is_none() {
+            p.push(DeError::new(
+                r.name.pos,
+                format!(
+                    "target `{}` has no `process:` in sluice.yaml; process.* steps act only on supervised targets",
+                    r.name.value
+                ),
+            ));
+        }
+        return;
+    }
     let names: Vec<&str> = match (r.kind, known.config) {
-        (RefKind::Target, Some(c)) => c.targets.keys().map(String::as_str).collect(),
+        (RefKind::Target | RefKind::SupervisedTarget, Some(c)) => {
+            c.targets.keys().map(String::as_str).collect()
+        }
         (RefKind::Channel, Some(c)) => c.channels.keys().map(String::as_str).collect(),
         (RefKind::Kafka, Some(c)) => c.kafka.keys().map(String::as_str).collect(),
         (RefKind::Runbook, _) => match known.runbooks {

@@ -193,6 +193,50 @@ async fn wait_until_polls_until_the_check_holds() {
 }
 
 #[tokio::test]
+async fn wait_until_compares_a_json_number_below_and_above() {
+    // Each GET answers a higher `n`: 1, 2, 3 …
+    let hits = Arc::new(AtomicUsize::new(0));
+    let app = axum::Router::new()
+        .route(
+            "/n",
+            get(|State(h): State<Arc<AtomicUsize>>| async move {
+                Json(json!({"n": h.fetch_add(1, Ordering::SeqCst) + 1, "s": "7.5"}))
+            }),
+        )
+        .with_state(hits.clone());
+    let addr = serve(app).await;
+    let dir = tempdir();
+    let sv = services(config(""), dir.path()).await;
+    let rb = runbook(&format!(
+        "name: above\nsteps:\n  - id: w\n    wait_until: {{http: {{url: 'http://{addr}/n', json_pointer: /n, above: 2}}, every: 10ms, timeout: 5s}}\n"
+    ));
+    let out = run(&sv, &rb, &[]).await;
+    assert_eq!(out.status, RunStatus::Succeeded, "{:?}", out.error);
+    assert_eq!(out.steps["w"]["output"]["attempts"], 3);
+    assert_eq!(out.steps["w"]["output"]["last"]["value"], 3);
+    // A number held in a string counts; `below` that never holds times out.
+    let rb = runbook(&format!(
+        "name: below\nsteps:\n  - id: w\n    wait_until: {{http: {{url: 'http://{addr}/n', json_pointer: /s, below: 7}}, every: 10ms, timeout: 100ms}}\n"
+    ));
+    let out = run(&sv, &rb, &[]).await;
+    assert_eq!(out.status, RunStatus::Failed);
+    let rb = runbook(&format!(
+        "name: below2\nsteps:\n  - id: w\n    wait_until: {{http: {{url: 'http://{addr}/n', json_pointer: /s, below: 8, above: 7}}, every: 10ms, timeout: 5s}}\n"
+    ));
+    let out = run(&sv, &rb, &[]).await;
+    assert_eq!(out.status, RunStatus::Succeeded, "{:?}", out.error);
+    // `below` without `json_pointer` is refused when the runbook loads.
+    let bad = sluice_automation::runbook::load_str(
+        std::path::Path::new("bad.yaml"),
+        "name: bad\nsteps:\n  - id: w\n    wait_until: {http: {url: 'http://x/', below: 1}}\n",
+    );
+    assert!(bad.unwrap_err().iter().any(|d| {
+        d.to_string()
+            .contains("`below` and `above` need `json_pointer`")
+    }));
+}
+
+#[tokio::test]
 async fn timeout_kills_the_whole_process_group() {
     let dir = tempdir();
     let sv = services(config(""), dir.path()).await;

@@ -66,7 +66,7 @@ pub const RESET_OFFSETS: Kind = Kind {
             "group": {"type": "string"},
             "to": {"type": "string", "enum": ["earliest", "latest", "timestamp"]},
             "timestamp": {"type": "string", "description": "RFC 3339 time or epoch milliseconds (with `to: timestamp`)."},
-            "force": {"type": "boolean", "default": false, "description": "Skip the live-member check (the broker still refuses for a group that is really active)."}
+            "force": {"type": "boolean", "default": false, "description": "Skip the live-member check (for brokers that cannot list groups, such as the embedded mock cluster); when the broker refuses a standalone commit, commit as a short-lived group member."}
         }))
     },
 };
@@ -181,15 +181,75 @@ fn cluster<'a>(cx: &'a StepCx<'_>, name: &str) -> Result<&'a KafkaCluster, StepE
 }
 
 fn consumer(cluster: &KafkaCluster, group: Option<&str>) -> Result<BaseConsumer, StepError> {
+    create(consumer_config(cluster, group.unwrap_or("sluice-inspect")))
+}
+
+fn consumer_config(cluster: &KafkaCluster, group: &str) -> ClientConfig {
     let mut cfg = ClientConfig::new();
     cfg.set("bootstrap.servers", &cluster.brokers)
         .set("enable.auto.commit", "false")
-        .set("group.id", group.unwrap_or("sluice-inspect"));
+        .set("group.id", group);
     for (k, v) in &cluster.properties {
         cfg.set(k, v.expose());
     }
+    cfg
+}
+
+fn create(cfg: ClientConfig) -> Result<BaseConsumer, StepError> {
     cfg.create()
         .map_err(|e| StepError::permanent(format!("kafka client: {e}")))
+}
+
+/// Commits `offsets` for `group`. Kafka accepts a commit without membership
+/// for a group with no members; a broker that insists on membership
+/// (librdkafka's mock cluster answers `UnknownMemberId`) gets it from a
+/// short-lived member that joins, is assigned the partitions, commits, leaves.
+fn commit_offsets(
+    standalone: &BaseConsumer,
+    cluster: &KafkaCluster,
+    group: &str,
+    topics: &[String],
+    offsets: &TopicPartitionList,
+    timeout: StdDuration,
+    force: bool,
+) -> Result<(), StepError> {
+    use rdkafka::error::RDKafkaErrorCode as Code;
+    match standalone.commit(offsets, CommitMode::Sync) {
+        Ok(()) => return Ok(()),
+        // Without `force`, a refusal means the group is active: say so, never push through.
+        Err(e) if !force => return Err(refused_or(e, group)),
+        Err(e)
+            if matches!(
+                e.rdkafka_error_code(),
+                Some(Code::UnknownMemberId | Code::IllegalGeneration)
+            ) => {}
+        Err(e) => return Err(kerr("commit")(e)),
+    }
+    let mut cfg = consumer_config(cluster, group);
+    // Should it not leave cleanly, the group waits this long, not 45 s.
+    cfg.set("session.timeout.ms", "6000");
+    let member = create(cfg)?;
+    let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+    member.subscribe(&names).map_err(kerr("subscribe"))?;
+    let deadline = std::time::Instant::now() + timeout.max(StdDuration::from_secs(30));
+    loop {
+        let _ = member.poll(StdDuration::from_millis(100));
+        if member.assignment().is_ok_and(|a| a.count() > 0) {
+            break;
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(StepError::transient(format!(
+                "kafka commit: joining group `{group}` to commit took too long"
+            )));
+        }
+    }
+    let result = member
+        .commit(offsets, CommitMode::Sync)
+        .map_err(kerr("commit"));
+    member.unsubscribe();
+    // Closing (on drop) sends LeaveGroup, so the engines rejoin at once.
+    drop(member);
+    result
 }
 
 /// rdkafka calls block; run them off the async threads.
@@ -371,9 +431,14 @@ impl Action for ResetConfig {
             blocking(move || {
                 let timeout = c.timeout.std();
                 let consumer = consumer(&cl, Some(&c.group))?;
-                let groups = consumer.fetch_group_list(Some(&c.group), timeout).map_err(kerr("group list"))?;
-                let members: usize = groups.groups().iter().map(|g| g.members().len()).sum();
-                if members > 0 && !c.force {
+                // `force` skips the check (and works on brokers that cannot list groups).
+                let members: usize = if c.force {
+                    0
+                } else {
+                    let groups = consumer.fetch_group_list(Some(&c.group), timeout).map_err(kerr("group list"))?;
+                    groups.groups().iter().map(|g| g.members().len()).sum()
+                };
+                if members > 0 {
                     return Err(StepError::permanent(format!(
                         "group `{}` has {members} live member(s); stop the consumers first (or set `force: true`)",
                         c.group
@@ -412,13 +477,13 @@ impl Action for ResetConfig {
                         target.add_partition_offset(e.topic(), e.partition(), Offset::Offset(off)).map_err(kerr("offsets"))?;
                     }
                 }
-                consumer.commit(&target, CommitMode::Sync).map_err(|e| refused_or(e, &c.group))?;
+                commit_offsets(&consumer, &cl, &c.group, &c.topics, &target, timeout, c.force)?;
                 let out: Vec<J> = target
                     .elements()
                     .iter()
                     .map(|e| json!({"topic": e.topic(), "partition": e.partition(), "offset": e.offset().to_raw()}))
                     .collect();
-                Ok(json!({"group": c.group, "partitions": out, "forced": members > 0}))
+                Ok(json!({"group": c.group, "partitions": out, "forced": c.force}))
             })
             .await
         })

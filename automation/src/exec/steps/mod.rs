@@ -14,6 +14,7 @@ pub mod http;
 pub mod kafka;
 pub mod notify;
 pub mod parallel;
+pub mod process;
 pub mod restore;
 pub mod runbook;
 pub mod shell;
@@ -73,6 +74,8 @@ pub type StepResult = Result<J, StepError>;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RefKind {
     Target,
+    /// A target with a `process:` section (acted on by `process.*`).
+    SupervisedTarget,
     Channel,
     Kafka,
     Runbook,
@@ -82,6 +85,7 @@ impl fmt::Display for RefKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             RefKind::Target => "target",
+            RefKind::SupervisedTarget => "supervised target",
             RefKind::Channel => "channel",
             RefKind::Kafka => "kafka cluster",
             RefKind::Runbook => "runbook",
@@ -165,6 +169,11 @@ pub static KINDS: LazyLock<Vec<Kind>> = LazyLock::new(|| {
         runbook::KIND,
         parallel::KIND,
         for_each::KIND,
+        process::start::KIND,
+        process::stop::KIND,
+        process::restart::KIND,
+        process::scale::KIND,
+        process::status::KIND,
     ];
     kinds.extend(engine::kinds());
     kinds

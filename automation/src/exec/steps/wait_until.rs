@@ -32,7 +32,9 @@ pub const KIND: Kind = Kind {
                 "http": {"type": "object", "additionalProperties": false, "properties": {
                     "url": {"type": "string"}, "target": {"type": "string"}, "path": {"type": "string"},
                     "expect": {"oneOf": [{"type": "integer"}, {"type": "array", "items": {"type": "integer"}}]},
-                    "contains": {"type": "string"}, "json_pointer": {"type": "string"}, "equals": {}
+                    "contains": {"type": "string"}, "json_pointer": {"type": "string"}, "equals": {},
+                    "below": {"type": "number", "description": "Holds when the number at `json_pointer` is below this."},
+                    "above": {"type": "number", "description": "Holds when the number at `json_pointer` is above this."}
                 }},
                 "promql": {"type": "string", "description": "Holds when the query returns a non-empty result."},
                 "query_url": {"type": "string", "description": "Prometheus base URL (default: metrics.prometheus_url)."},
@@ -75,6 +77,12 @@ pub struct HttpCheck {
     pub json_pointer: Option<String>,
     #[serde(default)]
     pub equals: Option<J>,
+    /// The number at `json_pointer` must be below this.
+    #[serde(default)]
+    pub below: Option<f64>,
+    /// The number at `json_pointer` must be above this.
+    #[serde(default)]
+    pub above: Option<f64>,
 }
 
 fn default_every() -> Duration {
@@ -102,6 +110,9 @@ fn parse(_: &'static str, node: &Node, lenient: bool) -> Result<Box<dyn Action>,
         }
         if h.equals.is_some() && h.json_pointer.is_none() {
             return Err(DeError::new(pos, "`equals` needs `json_pointer`"));
+        }
+        if (h.below.is_some() || h.above.is_some()) && h.json_pointer.is_none() {
+            return Err(DeError::new(pos, "`below` and `above` need `json_pointer`"));
         }
     }
     if c.every.std().is_zero() {
@@ -228,6 +239,21 @@ async fn http_check(cx: &StepCx<'_>, h: &HttpCheck) -> Result<(bool, J), StepErr
         .as_ref()
         .is_none_or(|c| text.contains(c.as_str()));
     let json_ok = match (&h.json_pointer, &h.equals) {
+        (Some(ptr), _) if h.below.is_some() || h.above.is_some() => {
+            let doc: J = serde_json::from_str(&text).unwrap_or(J::Null);
+            let n = doc.pointer(ptr).and_then(|v| {
+                v.as_f64()
+                    .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
+            });
+            match n {
+                Some(n) => {
+                    h.below.is_none_or(|b| n < b)
+                        && h.above.is_none_or(|a| n > a)
+                        && h.equals.as_ref().is_none_or(|e| e.as_f64() == Some(n))
+                }
+                None => false,
+            }
+        }
         (Some(ptr), expected) => {
             let doc: J = serde_json::from_str(&text).unwrap_or(J::Null);
             match (doc.pointer(ptr), expected) {
@@ -242,10 +268,12 @@ async fn http_check(cx: &StepCx<'_>, h: &HttpCheck) -> Result<(bool, J), StepErr
         }
         _ => true,
     };
-    Ok((
-        status_ok && contains_ok && json_ok,
-        json!({"status": status}),
-    ))
+    let mut detail = json!({"status": status});
+    if let Some(ptr) = &h.json_pointer {
+        let doc: J = serde_json::from_str(&text).unwrap_or(J::Null);
+        detail["value"] = doc.pointer(ptr).cloned().unwrap_or(J::Null);
+    }
+    Ok((status_ok && contains_ok && json_ok, detail))
 }
 
 async fn promql_check(
