@@ -63,22 +63,6 @@ pub async fn services(
     Arc::new(s)
 }
 
-/// Every shipped runbook, validated against `config`.
-pub fn library_all(config: &Config) -> Vec<Arc<Runbook>> {
-    let mut out = Vec::new();
-    let dir = repo().join("runbooks");
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .expect("runbooks/")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
-        .collect();
-    paths.sort();
-    for p in paths {
-        out.push(load(&p, config));
-    }
-    out
-}
-
 /// The shipped runbook `runbooks/<name>.yaml`, validated against `config`.
 pub fn library(name: &str, config: &Config) -> Arc<Runbook> {
     load(
