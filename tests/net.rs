@@ -127,4 +127,3 @@ pub fn wait_until(
         std::thread::sleep(Duration::from_millis(20));
     }
 }
-

@@ -236,7 +236,10 @@ async fn two_instances_on_postgres_run_everything_once_and_take_over_a_dead_one(
         if r["run"]["owner"].as_str().is_some_and(|o| o != a_id) {
             break killed.elapsed();
         }
-        assert!(killed.elapsed() < Duration::from_secs(20), "no takeover: {r:#}");
+        assert!(
+            killed.elapsed() < Duration::from_secs(20),
+            "no takeover: {r:#}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -245,13 +248,22 @@ async fn two_instances_on_postgres_run_everything_once_and_take_over_a_dead_one(
         if r["run"]["status"] == "succeeded" {
             break;
         }
-        assert!(Instant::now() < deadline, "the adopted run did not finish: {r:#}");
+        assert!(
+            Instant::now() < deadline,
+            "the adopted run did not finish: {r:#}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(std::fs::read_to_string(w.join("long")).unwrap(), "first\nlast\n");
+    assert_eq!(
+        std::fs::read_to_string(w.join("long")).unwrap(),
+        "first\nlast\n"
+    );
     println!("takeover after kill -9: {took_over:?} (lease 2 s)");
     // Lease 2 s + one heartbeat (2/3 s) + polling: bounded.
-    assert!(took_over < Duration::from_secs(6), "takeover took {took_over:?}");
+    assert!(
+        took_over < Duration::from_secs(6),
+        "takeover took {took_over:?}"
+    );
 
     // The schedule kept firing on `b`; no fire ran twice, across both instances.
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -273,6 +285,9 @@ async fn two_instances_on_postgres_run_everything_once_and_take_over_a_dead_one(
     );
 
     // One alert run, whichever instance took it.
-    assert_eq!(std::fs::read_to_string(w.join("pages")).unwrap(), "engine-1\n");
+    assert_eq!(
+        std::fs::read_to_string(w.join("pages")).unwrap(),
+        "engine-1\n"
+    );
     assert_eq!(b.runs("page").await.len(), 1);
 }

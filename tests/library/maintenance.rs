@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use serde_json::Value as J;
-use sluice_tests::sluice::unpack as verify;
 use sluice_tests::engine::{get_json_at, wait_processing, wait_ready};
 use sluice_tests::net::eventually;
+use sluice_tests::sluice::unpack as verify;
 use sluice_tests::sluice::{assert_succeeded, output};
 use sluice_tests::world::{World, WorldOpts};
 

@@ -235,10 +235,9 @@ async fn failover_takes_the_live_state_when_the_primary_still_answers_and_fences
         "the live state was used"
     );
     assert!(!answers(&w.primary).await, "the primary was not fenced");
-    let (_, files) =
-        sluice_tests::sluice::unpack(std::path::Path::new(live)).unwrap();
+    let (_, files) = sluice_tests::sluice::unpack(std::path::Path::new(live)).unwrap();
     let exported: J = serde_json::from_slice(
-        &files
+        files
             .iter()
             .find(|(p, _)| p.ends_with("state.json"))
             .unwrap()

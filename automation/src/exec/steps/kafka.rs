@@ -222,7 +222,21 @@ fn commit_offsets(
             if matches!(
                 e.rdkafka_error_code(),
                 Some(Code::UnknownMemberId | Code::IllegalGeneration)
-            ) => {}
+            ) =>
+        {
+            // A broker that lists the group with members means it is really
+            // active: even forced, Sluice does not push offsets under it. Only
+            // a broker that refuses standalone commits of an idle group (or
+            // cannot list groups, like the embedded mock cluster) gets the
+            // commit through a short-lived membership.
+            let live = standalone
+                .fetch_group_list(Some(group), timeout.min(StdDuration::from_secs(5)))
+                .map(|l| l.groups().iter().map(|g| g.members().len()).sum::<usize>())
+                .unwrap_or(0);
+            if live > 0 {
+                return Err(refused_or(e, group));
+            }
+        }
         Err(e) => return Err(kerr("commit")(e)),
     }
     let mut cfg = consumer_config(cluster, group);
