@@ -77,6 +77,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             store_url: args.store.clone(),
             clock,
             watch: !args.no_watch,
+            supervisor: None,
         })
         .await
         {

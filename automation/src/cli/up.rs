@@ -15,7 +15,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 
 use super::ExitCode;
-use crate::process::{ProcessSpec, RestartPolicy, Supervisor};
+use crate::process::Supervisor;
 
 /// The engine configuration used when none is given: the repository's example,
 /// compiled in so `sluice up` needs no file at all.
@@ -85,36 +85,54 @@ async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("writing {}", config_path.display()))?;
 
     let engine_bin = find_engine_bin(args.engine_bin.as_deref())?;
-    let log_path = args.data_dir.join("engine.log");
-    let mut spec = ProcessSpec::new("engine", &engine_bin);
-    spec.args = vec!["--config".into(), config_path.display().to_string()];
+    let mut command = vec![
+        engine_bin.display().to_string(),
+        "--config".to_string(),
+        std::fs::canonicalize(&config_path)
+            .unwrap_or(config_path.clone())
+            .display()
+            .to_string(),
+    ];
     if args.chaos {
-        spec.args.push("--enable-fault-injection".into());
+        command.push("--enable-fault-injection".into());
     }
-    spec.log = Some(log_path.clone());
-    spec.restart = RestartPolicy::default();
-
-    let supervisor = Supervisor::new();
-    supervisor.start(spec)?;
     let base = format!("http://{listen}");
+    // The engine is the service's `primary` target, supervised under that
+    // name, so `process.*` steps (restart, scale) act on it.
+    let (service_config, token) = service_config(&args, &base, &command)?;
+    let config = crate::config::Config::load(&service_config).map_err(|d| {
+        anyhow::anyhow!(
+            "generated configuration is invalid: {}",
+            d.iter()
+                .map(|x| x.to_string())
+                .collect::<Vec<_>>()
+                .join("; ")
+        )
+    })?;
+    let primary = config
+        .targets
+        .get("primary")
+        .context("the configuration has no `primary` target")?;
+    let spec = crate::process::instance::spec("primary", primary, 0, None)?;
+    let log_path = spec
+        .log
+        .clone()
+        .unwrap_or_else(|| args.data_dir.join("engine.log"));
+
+    let supervisor = std::sync::Arc::new(Supervisor::new());
+    supervisor.start(spec)?;
     if let Err(err) = wait_healthy(&base, args.ready_timeout).await {
         supervisor.stop_all().await;
         bail!("{err:#} (engine log: {})", log_path.display());
     }
 
-    let (service_config, token) = match service_config(&args, &base) {
-        Ok(c) => c,
-        Err(e) => {
-            supervisor.stop_all().await;
-            return Err(e);
-        }
-    };
     let handle = match crate::service::Service::start(crate::service::Options {
         config_path: service_config.clone(),
         listen: args.listen,
         store_url: None,
         clock: std::sync::Arc::new(crate::schedule::scheduler::SystemClock),
         watch: true,
+        supervisor: Some(supervisor.clone()),
     })
     .await
     {
@@ -170,6 +188,7 @@ async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
 fn service_config(
     args: &UpArgs,
     engine_url: &str,
+    engine_command: &[String],
 ) -> anyhow::Result<(PathBuf, Option<(PathBuf, String)>)> {
     let (text, dir) = match &args.config {
         Some(p) => (
@@ -223,6 +242,7 @@ fn service_config(
         .entry("primary")
         .or_insert_with(|| serde_json::json!({}));
     primary["url"] = serde_json::json!(engine_url);
+    primary["process"] = serde_json::json!({"command": engine_command});
     let metrics = obj
         .entry("metrics")
         .or_insert_with(|| serde_json::json!({"interval": "5s"}));
@@ -430,7 +450,12 @@ mod tests {
         let data = dir.path().join("data");
         std::fs::create_dir_all(&data).unwrap();
         let args = UpArgs::parse_from_for_test(&cfg, &data);
-        let (path, token) = service_config(&args, "http://127.0.0.1:18080").unwrap();
+        let cmd = vec![
+            "/bin/engine".to_string(),
+            "--config".to_string(),
+            "e.yaml".to_string(),
+        ];
+        let (path, token) = service_config(&args, "http://127.0.0.1:18080", &cmd).unwrap();
         let written = Config::load(&path).unwrap();
         assert_eq!(
             written.targets["primary"].url.to_string(),
@@ -453,7 +478,11 @@ mod tests {
             0o600
         );
         // The token is stable across starts.
-        let (_, again) = service_config(&args, "http://127.0.0.1:18080").unwrap();
+        assert_eq!(
+            written.targets["primary"].process.as_ref().unwrap().command,
+            cmd
+        );
+        let (_, again) = service_config(&args, "http://127.0.0.1:18080", &cmd).unwrap();
         assert_eq!(again.unwrap().1, value);
     }
 

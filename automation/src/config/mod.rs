@@ -92,6 +92,10 @@ pub struct Process {
     pub cwd: Option<PathBuf>,
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// `sluice serve` starts it (instance 0) when the service starts, unless
+    /// its URL already answers `/health`; the service stops what it started.
+    #[serde(default)]
+    pub autostart: bool,
 }
 
 /// A Kafka cluster.

@@ -53,6 +53,9 @@ pub struct Options {
     pub clock: Arc<dyn Clock>,
     /// Watch runbook and rule directories for changes.
     pub watch: bool,
+    /// The supervisor of local engine processes (`sluice up` passes the one
+    /// running its engine); `None`: the service makes its own.
+    pub supervisor: Option<Arc<crate::process::Supervisor>>,
 }
 
 /// Who this instance is.
@@ -130,6 +133,8 @@ pub struct Handle {
     pub service: Arc<Service>,
     pub addr: SocketAddr,
     server: tokio::task::JoinHandle<()>,
+    /// Processes the service started itself (autostart targets): stopped with it.
+    owns_supervisor: bool,
 }
 
 impl Handle {
@@ -156,6 +161,11 @@ impl Handle {
         }
         if let Err(e) = svc.store.stop_instance(&svc.instance.id).await {
             warn!(error = %e, "Could not mark the instance stopped.");
+        }
+        if self.owns_supervisor
+            && let Some(sup) = &svc.runner.services.supervisor
+        {
+            sup.stop_all().await;
         }
         let _ = self.server.await;
         info!(instance = %svc.instance.id, "Sluice stopped.");
@@ -234,6 +244,12 @@ impl Service {
         services.external_url = config.service.external_url.as_ref().map(|u| u.to_string());
         services.progress = Some(Arc::new(progress::MetricsProgress(metrics.clone())));
         services.local_query = Some(query);
+        let owns_supervisor = opts.supervisor.is_none();
+        let supervisor = opts
+            .supervisor
+            .clone()
+            .unwrap_or_else(|| Arc::new(crate::process::Supervisor::new()));
+        services.supervisor = Some(supervisor.clone());
         let services = Arc::new(services);
         let runner = Arc::new(Runner::new(
             services.clone(),
@@ -374,6 +390,9 @@ impl Service {
             }
         });
 
+        if owns_supervisor {
+            autostart(&svc, &supervisor).await;
+        }
         svc.spawn_loops(opts.watch);
         info!(
             instance = %svc.instance.id,
@@ -386,6 +405,7 @@ impl Service {
             service: svc,
             addr,
             server,
+            owns_supervisor,
         })
     }
 
@@ -511,6 +531,39 @@ impl Service {
     pub fn set_kill_switch_local(&self, on: bool) {
         self.runner.guards.set_kill_switch(on);
         self.metrics.kill_switch.set(&[], f64::from(u8::from(on)));
+    }
+}
+
+/// Starts the `autostart` targets whose engine does not answer yet.
+async fn autostart(svc: &Service, supervisor: &crate::process::Supervisor) {
+    let http = match crate::http_client::builder()
+        .timeout(StdDuration::from_secs(2))
+        .build()
+    {
+        Ok(c) => c,
+        Err(_) => return,
+    };
+    for (name, target) in &svc.config.targets {
+        if !target.process.as_ref().is_some_and(|p| p.autostart) {
+            continue;
+        }
+        let health = format!("{}/health", target.url);
+        if http
+            .get(&health)
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            info!(target = %name, "Already running; not starting it.");
+            continue;
+        }
+        match crate::process::instance::spec(name, target, 0, None)
+            .map_err(|e| e.to_string())
+            .and_then(|spec| supervisor.start(spec).map_err(|e| e.to_string()))
+        {
+            Ok(_) => info!(target = %name, "Started the supervised engine."),
+            Err(e) => warn!(target = %name, error = %e, "Could not start the supervised engine."),
+        }
     }
 }
 

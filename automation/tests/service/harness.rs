@@ -174,6 +174,7 @@ impl TestService {
             store_url: None,
             clock,
             watch: true,
+            supervisor: None,
         })
         .await
         .expect("service starts");
