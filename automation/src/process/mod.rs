@@ -8,6 +8,7 @@
 //! [`instance`] says how the N engine processes of one target are derived.
 
 pub mod instance;
+pub mod orphan;
 mod supervisor;
 
 pub use supervisor::{

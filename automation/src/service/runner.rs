@@ -858,6 +858,14 @@ impl Runner {
                 .await;
         };
         let (_, steps) = self.store.get_run(&rec.id).await?;
+        // Whatever a cut-off step left running dies first, so nothing runs twice.
+        for s in steps.iter().filter(|s| s.status == "running") {
+            if let (Some(pgid), Some(started)) = (s.pgid, parse_time(&s.started_at))
+                && crate::process::orphan::kill_left_over_group(pgid, started)
+            {
+                warn!(run_id = %rec.id, step = %s.path, pgid, "Killed the processes a cut-off step left running.");
+            }
+        }
         let unsafe_steps: Vec<String> = steps
             .iter()
             .filter(|s| s.status == "running")
@@ -975,6 +983,12 @@ impl Runner {
             }
         }
     }
+}
+
+fn parse_time(s: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
 }
 
 /// Kinds that only read or wait, and so may run again after a crash.

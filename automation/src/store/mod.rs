@@ -162,6 +162,8 @@ pub struct StepRecord {
     pub attempts: i64,
     pub started_at: String,
     pub finished_at: Option<String>,
+    /// Process group of the step's program while it runs (`exec`, `shell`).
+    pub pgid: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -193,7 +195,7 @@ fn parse_json(s: Option<String>) -> J {
 const RUN_COLUMNS: &str = "id, runbook, status, trigger_kind, who, params, parent_run, error, started_at, finished_at, \
      owner, guard_key, claim, request, source, queued_at";
 const STEP_COLUMNS: &str =
-    "path, kind, status, inputs, outputs, logs, error, attempts, started_at, finished_at";
+    "path, kind, status, inputs, outputs, logs, error, attempts, started_at, finished_at, pgid";
 const APPROVAL_COLUMNS: &str =
     "run_id, step_path, message, status, requested_at, decided_by, decided_at, comment";
 
@@ -235,6 +237,7 @@ macro_rules! step_record {
             attempts: row.try_get("attempts")?,
             started_at: row.try_get("started_at")?,
             finished_at: row.try_get("finished_at")?,
+            pgid: row.try_get("pgid")?,
         }
     }};
 }
@@ -459,6 +462,18 @@ impl Store {
             .bind(s.path)
             .execute(p)
             .await?; });
+        Ok(())
+    }
+
+    /// Records the process group a running step's program leads.
+    pub async fn set_step_pgid(
+        &self,
+        run_id: &str,
+        path: &str,
+        pgid: i64,
+    ) -> Result<(), StoreError> {
+        let sql = "UPDATE steps SET pgid = $1 WHERE run_id = $2 AND path = $3";
+        on_pool!(self, p => { sqlx::query(sql).bind(pgid).bind(run_id).bind(path).execute(p).await?; });
         Ok(())
     }
 

@@ -117,6 +117,15 @@ impl Drop for Serve {
     }
 }
 
+/// Whether `pid` is a live (not zombie) process.
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|st| {
+        st.rfind(')')
+            .and_then(|i| st[i + 2..].split_whitespace().next())
+            .is_some_and(|state| state != "Z")
+    })
+}
+
 fn setup(runbooks: &[(&str, String)], extra: &str) -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let work = dir.path().join("work");
@@ -191,7 +200,7 @@ async fn kill_9_mid_step_marks_a_non_idempotent_run_interrupted_and_tells_people
 name: migrate
 steps:
   - id: copy
-    shell: {{script: "echo started >> {w}/attempts; sleep 60"}}
+    shell: {{script: "echo started >> {w}/attempts; sleep 60 & echo $! > {w}/child; wait"}}
   - id: after
     shell: {{script: "echo after >> {w}/log"}}
 notify:
@@ -216,6 +225,16 @@ notify:
         err.contains("step `copy`") && err.contains("idempotent"),
         "{err}"
     );
+    // What the cut-off step left running was stopped by the takeover.
+    let child: i32 = std::fs::read_to_string(w.join("child"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    eventually(10, "the step's leftover process is gone", || async {
+        !alive(child)
+    })
+    .await;
     // Never run twice silently: the step ran once, the next step never.
     assert_eq!(
         std::fs::read_to_string(w.join("attempts")).unwrap(),

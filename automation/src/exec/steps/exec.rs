@@ -126,10 +126,30 @@ pub async fn run_process(
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
+    // A step's program dies with the service: after a crash a resumed step
+    // must not run beside its own orphan. (The death signal follows the
+    // spawning thread, a long-lived runtime worker.)
+    #[cfg(target_os = "linux")]
+    // SAFETY: only prctl, which is async-signal-safe, runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
     let mut child = cmd
         .spawn()
         .map_err(|e| StepError::permanent(format!("cannot start program: {e}")))?;
     let guard = GroupGuard(child.id());
+    // Recorded before the program can do much, so a takeover after a crash can stop it.
+    if let (Some(store), Some(pid)) = (&cx.services.store, child.id())
+        && !cx.run.dry_run
+        && let Err(e) = store
+            .set_step_pgid(&cx.run.id, cx.path, i64::from(pid))
+            .await
+    {
+        cx.log(format!("could not record the process group: {e}"));
+    }
     if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
         use tokio::io::AsyncWriteExt;
         let input = input.to_string();
