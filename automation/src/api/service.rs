@@ -175,8 +175,12 @@ fn trigger_json(t: &crate::runbook::model::Trigger) -> J {
         Trigger::Alert {
             name,
             labels,
+            matchers,
             on_resolved,
-        } => json!({"alert": name.value, "labels": labels, "on_resolved": on_resolved}),
+        } => json!({
+            "alert": name.value, "labels": labels, "on_resolved": on_resolved,
+            "matchers": matchers.iter().map(|m| m.to_string()).collect::<Vec<_>>(),
+        }),
         Trigger::Schedule {
             cron,
             timezone,

@@ -39,7 +39,10 @@ pub enum Trigger {
     /// A firing alert with this name whose labels match.
     Alert {
         name: At<String>,
+        /// Labels the alert must have with exactly these values.
         labels: BTreeMap<String, String>,
+        /// Alertmanager matchers (`severity=~"critical|page"`, `env!="dev"`).
+        matchers: Vec<crate::dispatch::Matcher>,
         on_resolved: bool,
     },
     /// A cron schedule.
@@ -486,6 +489,8 @@ struct TriggerSpec {
     #[serde(default)]
     labels: BTreeMap<String, String>,
     #[serde(default)]
+    matchers: Vec<At<String>>,
+    #[serde(default)]
     on_resolved: bool,
     schedule: Option<At<String>>,
     timezone: Option<At<String>>,
@@ -534,16 +539,27 @@ fn decode_triggers(node: &Node, p: &mut Problems) -> Vec<At<Trigger>> {
                 format!("`{field}` only applies to `{allowed_with}` triggers"),
             ))
         };
-        if spec.alert.is_none() && (!spec.labels.is_empty() || spec.on_resolved) {
+        if spec.alert.is_none()
+            && (!spec.labels.is_empty() || !spec.matchers.is_empty() || spec.on_resolved)
+        {
             stray(
                 p,
-                if spec.labels.is_empty() {
-                    "on_resolved"
-                } else {
+                if !spec.labels.is_empty() {
                     "labels"
+                } else if !spec.matchers.is_empty() {
+                    "matchers"
+                } else {
+                    "on_resolved"
                 },
                 "alert",
             );
+        }
+        let mut matchers = Vec::new();
+        for m in &spec.matchers {
+            match crate::dispatch::Matcher::parse(m) {
+                Ok(parsed) => matchers.push(parsed),
+                Err(e) => p.push(DeError::new(m.pos, e.to_string())),
+            }
         }
         if spec.schedule.is_none() && (spec.timezone.is_some() || spec.catch_up.is_some()) {
             stray(
@@ -560,6 +576,7 @@ fn decode_triggers(node: &Node, p: &mut Problems) -> Vec<At<Trigger>> {
             Trigger::Alert {
                 name,
                 labels: spec.labels,
+                matchers,
                 on_resolved: spec.on_resolved,
             }
         } else if let Some(line) = spec.schedule {

@@ -76,6 +76,7 @@ pub fn runbook_schema() -> J {
                     {"const": "manual"},
                     {"type": "object", "additionalProperties": false, "required": ["alert"], "properties": {
                         "alert": {"type": "string"}, "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+                        "matchers": {"type": "array", "items": {"type": "string"}, "description": "Alertmanager matchers, e.g. severity=~\"critical|page\"."},
                         "on_resolved": {"type": "boolean"}}},
                     {"type": "object", "additionalProperties": false, "required": ["schedule"], "properties": {
                         "schedule": {"type": "string", "description": "Crontab line (5 fields, optional seconds, @daily…)."},

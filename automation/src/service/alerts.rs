@@ -94,12 +94,7 @@ pub fn trigger(svc: &Arc<Service>, ev: &AlertEvent) {
             AlertEventKind::Firing => true,
             AlertEventKind::Resolved => t.on_resolved,
         };
-        if !wanted
-            || !t
-                .labels
-                .iter()
-                .all(|(k, v)| ev.labels.get(k).is_some_and(|x| x == v))
-        {
+        if !wanted || !t.matches(&ev.labels) {
             continue;
         }
         let name = t.runbook.name().to_string();

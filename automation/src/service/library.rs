@@ -70,7 +70,18 @@ struct RulesFile {
 pub struct AlertTrigger {
     pub runbook: Arc<LoadedRunbook>,
     pub labels: BTreeMap<String, String>,
+    pub matchers: Vec<crate::dispatch::Matcher>,
     pub on_resolved: bool,
+}
+
+impl AlertTrigger {
+    /// Whether an alert with `labels` is one this trigger wants.
+    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
+        self.labels
+            .iter()
+            .all(|(k, v)| labels.get(k).is_some_and(|x| x == v))
+            && self.matchers.iter().all(|m| m.matches(labels))
+    }
 }
 
 /// A schedule trigger of a runbook.
@@ -379,6 +390,7 @@ impl Library {
                     Trigger::Alert {
                         name,
                         labels,
+                        matchers,
                         on_resolved,
                     } => self
                         .alerts
@@ -387,6 +399,7 @@ impl Library {
                         .push(AlertTrigger {
                             runbook: rb.clone(),
                             labels: labels.clone(),
+                            matchers: matchers.clone(),
                             on_resolved: *on_resolved,
                         }),
                     Trigger::Webhook { name } => self
@@ -588,11 +601,20 @@ mod tests {
         write(
             dir.path(),
             "r.yaml",
-            "name: r\ntriggers:\n  - alert: CircuitBreakerOpen\n    labels: {severity: critical}\n  - schedule: '0 2 * * 0'\n    timezone: Europe/Paris\n  - webhook: deploy\nsteps:\n  - sleep: 1ms\n",
+            "name: r\ntriggers:\n  - alert: CircuitBreakerOpen\n    labels: {severity: critical}\n    matchers: ['instance=~\"prod-.*\"']\n  - schedule: '0 2 * * 0'\n    timezone: Europe/Paris\n  - webhook: deploy\nsteps:\n  - sleep: 1ms\n",
         );
         let mut lib = Library::default();
         lib.reload(&Config::default(), &[dir.path().to_path_buf()], &[]);
-        assert_eq!(lib.alert_triggers("CircuitBreakerOpen").len(), 1);
+        let t = &lib.alert_triggers("CircuitBreakerOpen")[0];
+        let labels = |sev: &str, inst: &str| {
+            [("severity", sev), ("instance", inst)]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<BTreeMap<_, _>>()
+        };
+        assert!(t.matches(&labels("critical", "prod-1")));
+        assert!(!t.matches(&labels("critical", "dev-1")));
+        assert!(!t.matches(&labels("warning", "prod-1")));
         assert_eq!(lib.hook_runbooks("deploy").len(), 1);
         assert_eq!(lib.schedules()[0].entry.id, "r@0 2 * * 0@Europe/Paris");
         let status = lib.status_of("r").unwrap();
