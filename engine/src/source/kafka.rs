@@ -2,17 +2,61 @@
 //! offsets are committed by the pipeline only after delivery.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 
+use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
 use rdkafka::error::KafkaResult;
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::config::EngineConfig;
 
+/// Consumer context: remembers whether the group has handed this member an
+/// assignment yet (its join completed).
+#[derive(Debug, Default)]
+pub struct GroupContext {
+    joined: AtomicBool,
+}
+
+impl GroupContext {
+    /// Whether the first rebalance (join) of this member completed.
+    pub fn joined(&self) -> bool {
+        self.joined.load(Ordering::Relaxed)
+    }
+}
+
+impl ClientContext for GroupContext {}
+
+impl ConsumerContext for GroupContext {
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(tpl) => {
+                self.joined.store(true, Ordering::Relaxed);
+                tracing::info!(
+                    partitions = tpl.count(),
+                    "Consumer group assignment received."
+                );
+            }
+            Rebalance::Revoke(tpl) => {
+                tracing::info!(
+                    partitions = tpl.count(),
+                    "Consumer group partitions revoked."
+                );
+            }
+            Rebalance::Error(error) => tracing::warn!(%error, "Consumer group rebalance failed."),
+        }
+    }
+}
+
+/// The engine's group consumer.
+pub type GroupConsumer = StreamConsumer<GroupContext>;
+
 /// Creates the group consumer. User properties are applied first, then the
 /// ones the engine's delivery guarantee depends on.
-pub fn consumer(cfg: &EngineConfig, brokers: &str) -> KafkaResult<StreamConsumer> {
+pub fn consumer(cfg: &EngineConfig, brokers: &str) -> KafkaResult<GroupConsumer> {
     let mut c = ClientConfig::new();
     c.set("auto.offset.reset", "earliest");
     c.set("session.timeout.ms", "6000");
@@ -25,12 +69,12 @@ pub fn consumer(cfg: &EngineConfig, brokers: &str) -> KafkaResult<StreamConsumer
     c.set("group.id", &cfg.kafka.group_id);
     c.set("enable.auto.commit", "false");
     c.set("enable.auto.offset.store", "false");
-    c.create()
+    c.create_with_context(GroupContext::default())
 }
 
 /// Commits `next offset to read` per (topic, partition).
 pub fn commit(
-    consumer: &StreamConsumer,
+    consumer: &GroupConsumer,
     positions: &HashMap<(String, i32), i64>,
 ) -> KafkaResult<()> {
     if positions.is_empty() {
@@ -45,7 +89,7 @@ pub fn commit(
 
 /// Lag per topic: high watermark (asked of the broker, short timeout) minus position.
 pub fn lag_by_topic(
-    consumer: &StreamConsumer,
+    consumer: &GroupConsumer,
     positions: &HashMap<(String, i32), i64>,
 ) -> HashMap<String, i64> {
     let mut lag: HashMap<String, i64> = HashMap::new();
@@ -68,7 +112,7 @@ pub fn lag_by_topic(
 }
 
 /// Pauses or resumes every assigned partition (maintenance, open breaker, drain).
-pub fn set_paused(consumer: &StreamConsumer, paused: bool) {
+pub fn set_paused(consumer: &GroupConsumer, paused: bool) {
     if let Ok(assignment) = consumer.assignment()
         && assignment.count() > 0
     {
