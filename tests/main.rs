@@ -1,1 +1,6 @@
 //! End-to-end tests with real processes.
+
+mod engine_admin;
+mod engine_delivery;
+mod engine_limits;
+mod engine_support;
