@@ -197,9 +197,12 @@ async fn maintenance_pauses_intake_and_keeps_health_green() {
     let health = e.get("/health").await.unwrap();
     assert_eq!(health.status, 200);
     assert_eq!(health.body["maintenance"], true);
+    // Still ready (the seed's deploy_config.sh checks /ready in maintenance);
+    // readiness says that intake is paused and why.
     let ready = e.get("/ready").await.unwrap();
-    assert_eq!(ready.status, 503);
-    assert_eq!(ready.body["checks"]["maintenance"]["ok"], false);
+    assert_eq!(ready.status, 200, "{}", ready.text);
+    assert_eq!(ready.body["intake"], "paused");
+    assert_eq!(ready.body["checks"]["maintenance"]["enabled"], true);
     assert!(
         ready.body["checks"]["maintenance"]["detail"]
             .as_str()
@@ -220,7 +223,8 @@ async fn maintenance_pauses_intake_and_keeps_health_green() {
     let off = e.post_ok("/admin/maintenance/disable", None).await.unwrap();
     assert_eq!(off["maintenance"], false);
     wait_processed(&e, 40.0).await;
-    e.wait_ready(Duration::from_secs(10)).await.unwrap();
+    let ready = e.get("/ready").await.unwrap();
+    assert_eq!(ready.body["intake"], "running", "{}", ready.text);
     assert_eq!(
         e.metric("sluice_maintenance_mode").await.unwrap(),
         Some(0.0)

@@ -59,6 +59,34 @@ impl EngineProcess {
         self.dir.path().join("engine.yaml")
     }
 
+    /// The process id of the running engine.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// The log file of the current (latest) start.
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join(format!("engine.{}.log", self.starts))
+    }
+
+    /// Waits (bounded) for the process to exit by itself; returns its exit code.
+    pub fn wait_exit(&mut self, limit: Duration) -> anyhow::Result<i32> {
+        let Some(c) = self.child.as_mut() else {
+            bail!("not running");
+        };
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = c.try_wait()? {
+                self.child = None;
+                return Ok(status.code().unwrap_or(-1));
+            }
+            if Instant::now() > deadline {
+                bail!("engine still running after {limit:?}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Everything the engine logged so far (for assertion messages).
     pub fn log(&self) -> String {
         let mut out = String::new();
@@ -72,8 +100,7 @@ impl EngineProcess {
 
     fn spawn(&mut self) -> anyhow::Result<()> {
         self.starts += 1;
-        let log_path = self.dir.path().join(format!("engine.{}.log", self.starts));
-        let log = std::fs::File::create(&log_path)?;
+        let log = std::fs::File::create(self.log_path())?;
         let mut child = Command::new(&self.bin)
             .arg("--config")
             .arg(self.config_path())

@@ -3,4 +3,5 @@
 mod engine_admin;
 mod engine_delivery;
 mod engine_limits;
+mod engine_seed_scripts;
 mod engine_support;

@@ -83,15 +83,41 @@ pub async fn ready(State(e): Shared) -> Response {
     };
     let cb_ok = breaker.state != BreakerState::Open;
     let res_ok = mem_pct < 100.0;
+    // Maintenance and drain pause intake on purpose: the engine stays ready
+    // (the seed's deploy_config.sh reloads and checks /ready while in
+    // maintenance), and the check says that intake is paused and why.
     let maint = e.maintenance();
+    let (intake, why) = if maint {
+        (
+            "paused",
+            "maintenance mode: intake paused (POST /admin/maintenance/disable resumes)",
+        )
+    } else if status.drained {
+        (
+            "paused",
+            "drained: intake paused (POST /admin/maintenance/disable or /admin/processing/restart resumes)",
+        )
+    } else if status.records_waiting_for_room > 0 {
+        (
+            "paused",
+            "resource limit reached (on_limit: pause): intake paused until state shrinks",
+        )
+    } else {
+        ("running", "off")
+    };
     let checks = json!({
         "kafka": {"ok": kafka_ok, "detail": kafka_detail},
         "circuit_breakers": {"ok": cb_ok, "detail": format!("{}: {}", breaker.name, breaker.state)},
         "resources": {"ok": res_ok, "detail": format!("operator memory at {mem_pct:.1}% of max_total_memory")},
-        "maintenance": {"ok": !maint, "detail": if maint { "maintenance mode: intake paused" } else { "off" }},
+        "maintenance": {"ok": true, "enabled": maint, "detail": why},
     });
-    let all = kafka_ok && cb_ok && res_ok && !maint;
-    let body = json!({"status": if all { "ready" } else { "not_ready" }, "checks": checks, "timestamp": now()});
+    let all = kafka_ok && cb_ok && res_ok;
+    let body = json!({
+        "status": if all { "ready" } else { "not_ready" },
+        "intake": intake,
+        "checks": checks,
+        "timestamp": now(),
+    });
     let code = if all {
         StatusCode::OK
     } else {

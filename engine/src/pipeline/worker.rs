@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use futures::StreamExt as _;
+use futures::{FutureExt as _, StreamExt as _};
 use rdkafka::Message;
 use rdkafka::consumer::Consumer;
 use rdkafka::producer::{FutureProducer, Producer};
@@ -67,6 +67,7 @@ pub(super) struct Worker {
     stopping: bool,
     publishes: u64,
     kafka: KafkaHealth,
+    last_commit: Instant,
     /// A stop that waits for the group join to complete (see [`Worker::stop`]).
     stop_pending: Option<(tokio::sync::oneshot::Sender<()>, Instant)>,
 }
@@ -158,6 +159,7 @@ impl Worker {
             publishes: 0,
             kafka: KafkaHealth::default(),
             stop_pending: None,
+            last_commit: Instant::now(),
         })
     }
 
@@ -170,11 +172,12 @@ impl Worker {
         let mut last_report = Instant::now();
         let mut consumed_at_report = 0u64;
         let batch_size = self.cfg.processing.batch_size.value.max(1) as u64;
-        let commit_every = Duration::from_millis(self.cfg.processing.commit_interval_ms.max(10));
         let has_topics = !self.by_topic.is_empty();
         let consumer = self.consumer.clone();
         let mut stream = consumer.stream();
         self.engine.beat(self.id, "starting");
+        // The queries are listed (with zero counts) from the start, not after a second.
+        self.publish(0.0);
         loop {
             if self.stopping {
                 return Ok(());
@@ -187,7 +190,7 @@ impl Worker {
                 },
                 _ = tick.tick() => {
                     if let Some((_, deadline)) = &self.stop_pending
-                        && (self.consumer.context().joined() || Instant::now() >= *deadline)
+                        && (self.consumer.context().settled() || Instant::now() >= *deadline)
                         && let Some((reply, _)) = self.stop_pending.take()
                     {
                         self.stop(reply).await;
@@ -202,9 +205,9 @@ impl Worker {
                         s.query.on_tick(now, idle, &mut s.batch);
                     }
                     self.check_limits();
-                    let due = self.batch_started.is_some_and(|t| t.elapsed() >= commit_every);
-                    if due || self.has_outputs() {
-                        self.deliver_and_commit().await;
+                    let pending = self.has_outputs() || self.pending_inputs > 0;
+                    if !pending || self.deliver_pending().await.is_some() {
+                        self.commit_if_due();
                     }
                     if last_report.elapsed() >= Duration::from_secs(1) {
                         let secs = last_report.elapsed().as_secs_f64();
@@ -214,22 +217,35 @@ impl Worker {
                     }
                 }
                 msg = stream.next(), if has_topics => {
-                    match msg {
-                        Some(Ok(m)) => {
-                            let m = m.detach();
-                            let payload = m.payload().unwrap_or(b"");
-                            self.handle(m.topic(), m.partition(), m.offset(), payload, m.key()).await;
-                            self.kafka.last_message = Some(Instant::now());
-                            if self.pending_inputs >= batch_size {
-                                self.deliver_and_commit().await;
+                    let mut next = msg;
+                    loop {
+                        match next {
+                            Some(Ok(m)) => {
+                                let m = m.detach();
+                                let payload = m.payload().unwrap_or(b"");
+                                self.handle(m.topic(), m.partition(), m.offset(), payload, m.key()).await;
+                                self.kafka.last_message = Some(Instant::now());
                             }
+                            Some(Err(error)) => {
+                                tracing::warn!(worker = self.id, %error, "Kafka consumer error.");
+                                self.engine.metrics.errors_retryable.add(1);
+                                self.kafka.last_error = Some((Instant::now(), error.to_string()));
+                                break;
+                            }
+                            None => return Ok(()),
                         }
-                        Some(Err(error)) => {
-                            tracing::warn!(worker = self.id, %error, "Kafka consumer error.");
-                            self.engine.metrics.errors_retryable.add(1);
-                            self.kafka.last_error = Some((Instant::now(), error.to_string()));
+                        if self.pending_inputs >= batch_size || self.paused {
+                            break;
                         }
-                        None => return Ok(()),
+                        // Take what is already fetched without waiting: under load
+                        // batches fill up, when traffic is light results go out at once.
+                        match stream.next().now_or_never() {
+                            Some(n) => next = n,
+                            None => break,
+                        }
+                    }
+                    if self.deliver_pending().await.is_some() {
+                        self.commit_if_due();
                     }
                 }
             }
@@ -388,21 +404,37 @@ impl Worker {
         }
     }
 
-    /// Delivers every pending result (retrying through the breaker) and then
-    /// commits. An interrupted delivery (shutdown) commits nothing: the group
-    /// re-reads those records after the restart.
-    async fn deliver_and_commit(&mut self) -> u64 {
+    /// Delivers every pending result (retrying through the breaker); returns
+    /// how many, or `None` when shutdown interrupted delivery: then nothing may
+    /// be committed (the group re-reads those records after the restart).
+    async fn deliver_pending(&mut self) -> Option<u64> {
         let Some(delivered) = self.deliver().await else {
             tracing::warn!(
                 worker = self.id,
                 "Shutdown interrupted delivery; offsets left uncommitted."
             );
+            return None;
+        };
+        self.pending_inputs = 0;
+        self.batch_started = None;
+        Some(delivered)
+    }
+
+    /// Delivers every pending result, then commits now (drain, cleanup, stop).
+    async fn deliver_and_commit(&mut self) -> u64 {
+        let Some(delivered) = self.deliver_pending().await else {
             return 0;
         };
         self.commit();
-        self.pending_inputs = 0;
-        self.batch_started = None;
         delivered
+    }
+
+    /// Commits when `processing.commit_interval_ms` has passed since the last commit.
+    fn commit_if_due(&mut self) {
+        let every = Duration::from_millis(self.cfg.processing.commit_interval_ms.max(10));
+        if self.last_commit.elapsed() >= every {
+            self.commit();
+        }
     }
 
     /// The offset that may be committed per partition: the lowest of the next
@@ -430,6 +462,7 @@ impl Worker {
     }
 
     fn commit(&mut self) {
+        self.last_commit = Instant::now();
         let to_commit: HashMap<TopicPartition, i64> = self
             .committable()
             .into_iter()

@@ -2,7 +2,9 @@
 //! offsets are committed by the pipeline only after delivery.
 
 use std::collections::HashMap;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
@@ -14,21 +16,76 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use crate::config::EngineConfig;
 
-/// Consumer context: remembers whether the group has handed this member an
-/// assignment yet (its join completed).
+/// Consumer context: whether the group has handed this member an
+/// assignment yet (its join completed), and, from librdkafka's statistics,
+/// whether its group membership is settled (join state `steady`).
 #[derive(Debug, Default)]
 pub struct GroupContext {
     joined: AtomicBool,
+    stats_seen: AtomicBool,
+    steady_since: Mutex<Option<Instant>>,
 }
+
+/// How long the join state must have been `steady` to count as settled.
+const SETTLED_AFTER: Duration = Duration::from_millis(1500);
 
 impl GroupContext {
     /// Whether the first rebalance (join) of this member completed.
     pub fn joined(&self) -> bool {
         self.joined.load(Ordering::Relaxed)
     }
+
+    /// Whether leaving the group now is safe: joined, and (when statistics
+    /// are on) no rebalance in progress for a moment.
+    pub fn settled(&self) -> bool {
+        if !self.joined() {
+            return false;
+        }
+        if !self.stats_seen.load(Ordering::Relaxed) {
+            return true;
+        }
+        self.steady_since
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some_and(|t| t.elapsed() >= SETTLED_AFTER)
+    }
 }
 
-impl ClientContext for GroupContext {}
+/// The consumer group join state in a librdkafka statistics document
+/// (`"join_state": "steady"`).
+fn join_state(stats: &[u8]) -> Option<&[u8]> {
+    const KEY: &[u8] = b"\"join_state\"";
+    let mut at = stats.windows(KEY.len()).position(|w| w == KEY)? + KEY.len();
+    while stats
+        .get(at)
+        .is_some_and(|b| b.is_ascii_whitespace() || *b == b':')
+    {
+        at += 1;
+    }
+    if stats.get(at) != Some(&b'"') {
+        return None;
+    }
+    at += 1;
+    let len = stats[at..].iter().position(|&b| b == b'"')?;
+    Some(&stats[at..at + len])
+}
+
+impl ClientContext for GroupContext {
+    fn stats_raw(&self, statistics: &[u8]) {
+        let Some(state) = join_state(statistics) else {
+            tracing::trace!("Consumer statistics without a group join state.");
+            return;
+        };
+        tracing::trace!(join_state = %String::from_utf8_lossy(state), "Consumer statistics.");
+        self.stats_seen.store(true, Ordering::Relaxed);
+        let mut since = self.steady_since.lock().unwrap_or_else(|p| p.into_inner());
+        if state == b"steady" {
+            since.get_or_insert_with(Instant::now);
+        } else {
+            *since = None;
+        }
+    }
+}
 
 impl ConsumerContext for GroupContext {
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -62,6 +119,8 @@ pub fn consumer(cfg: &EngineConfig, brokers: &str) -> KafkaResult<GroupConsumer>
     c.set("session.timeout.ms", "6000");
     c.set("max.poll.interval.ms", "300000");
     c.set("socket.timeout.ms", "10000");
+    // Read by GroupContext to leave the group only when it is settled.
+    c.set("statistics.interval.ms", "1000");
     for (k, v) in &cfg.kafka.consumer {
         c.set(k, &v.0);
     }
@@ -124,5 +183,28 @@ pub fn set_paused(consumer: &GroupConsumer, paused: bool) {
         if let Err(error) = result {
             tracing::warn!(%error, paused, "Could not change consumer pause state.");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_join_state_from_statistics() {
+        // As librdkafka 2.12 writes it.
+        let stats = br#"{"name":"c", "cgrp": { "state": "up", "stateage": 997, "join_state": "wait-join", "rebalance_age": 0 }}"#;
+        assert_eq!(join_state(stats), Some(&b"wait-join"[..]));
+        assert_eq!(join_state(br#"{"name":"p"}"#), None);
+        let ctx = GroupContext::default();
+        assert!(!ctx.settled(), "not joined");
+        ctx.joined.store(true, Ordering::Relaxed);
+        assert!(ctx.settled(), "joined, no statistics: settled");
+        ctx.stats_raw(stats);
+        assert!(!ctx.settled(), "rebalancing");
+        ctx.stats_raw(br#"{"cgrp":{"join_state":"steady"}}"#);
+        assert!(!ctx.settled(), "steady only just now");
+        *ctx.steady_since.lock().unwrap() = Some(Instant::now() - SETTLED_AFTER);
+        assert!(ctx.settled());
     }
 }
