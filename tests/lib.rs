@@ -11,9 +11,13 @@
 //! | [`slack`] | Slack incoming-webhook stand-in: records posts, checks Block Kit, answers `ok` / scripted `429` | `Slack::start().await?` |
 //! | [`notify`] | Slack recorder and an aiosmtpd whose printed messages are kept in a file | `SlackRecorder::start().await` |
 //! | [`tansu`] | Tansu Kafka-protocol broker, in-memory storage | `Tansu::start()?` |
+//! | [`engine_process`] | the engine binary as a child (kill -9, SIGTERM, restart) | `EngineProcess::start(..)` |
+//! | [`kafka`] | produce and read topics without a group | see the module |
 //! | [`net`] | free ports (never handed out twice), HTTP helpers, polling | — |
 
 pub mod engine;
+pub mod engine_process;
+pub mod kafka;
 pub mod net;
 pub mod notify;
 pub mod postgres;

@@ -10,3 +10,9 @@ mod notify_step;
 mod run_store;
 mod service_ha;
 mod support;
+
+mod engine_admin;
+mod engine_delivery;
+mod engine_limits;
+mod engine_seed_scripts;
+mod engine_support;

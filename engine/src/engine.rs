@@ -45,7 +45,16 @@ pub struct QueryFigures {
     pub watermark_ms: Option<i64>,
 }
 
-/// What the pipeline reports about itself.
+/// What one pipeline worker reports about itself (every second).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct WorkerStatus {
+    pub assigned_partitions: usize,
+    pub kafka_ok: bool,
+    pub kafka_error: Option<String>,
+    pub records_waiting_for_room: usize,
+}
+
+/// What the pipeline reports about itself; the Kafka figures sum up the workers'.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct PipelineStatus {
     pub running: bool,
@@ -56,6 +65,16 @@ pub struct PipelineStatus {
     pub assigned_partitions: usize,
     pub drained: bool,
     pub restarts: u64,
+    /// Records held back under `on_limit: pause`, waiting for room.
+    pub records_waiting_for_room: usize,
+}
+
+/// The last sign of life of one pipeline worker.
+#[derive(Debug, Clone)]
+pub struct Heartbeat {
+    pub at: Instant,
+    /// What the worker was doing (`consuming`, `paused`, `delivering`, …).
+    pub activity: &'static str,
 }
 
 pub struct Engine {
@@ -67,10 +86,13 @@ pub struct Engine {
     maintenance: AtomicBool,
     pub started_at: DateTime<Utc>,
     pub started: Instant,
-    pub status: Mutex<PipelineStatus>,
+    status: Mutex<PipelineStatus>,
+    worker_status: Mutex<BTreeMap<usize, WorkerStatus>>,
     /// (worker, query) → figures.
     pub queries: Mutex<BTreeMap<(usize, String), QueryFigures>>,
     pub history: Mutex<History>,
+    /// worker id → last heartbeat.
+    heartbeats: Mutex<BTreeMap<usize, Heartbeat>>,
     pub pipeline: tokio::sync::Mutex<Option<Pipeline>>,
     pub embedded: Mutex<Option<EmbeddedCluster>>,
     shutdown: watch::Sender<bool>,
@@ -95,8 +117,10 @@ impl Engine {
             started_at: Utc::now(),
             started: Instant::now(),
             status: Mutex::new(PipelineStatus::default()),
+            worker_status: Mutex::new(BTreeMap::new()),
             queries: Mutex::new(BTreeMap::new()),
             history: Mutex::new(History::new(retention)),
+            heartbeats: Mutex::new(BTreeMap::new()),
             pipeline: tokio::sync::Mutex::new(None),
             embedded: Mutex::new(None),
             shutdown: watch::channel(false).0,
@@ -131,10 +155,34 @@ impl Engine {
     }
 
     pub fn status(&self) -> PipelineStatus {
-        self.status
+        let mut s = self
+            .status
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .clone()
+            .clone();
+        let workers = self.worker_status.lock().unwrap_or_else(|p| p.into_inner());
+        s.assigned_partitions = workers.values().map(|w| w.assigned_partitions).sum();
+        s.records_waiting_for_room = workers.values().map(|w| w.records_waiting_for_room).sum();
+        s.kafka_ok =
+            s.running && workers.len() == s.workers && workers.values().all(|w| w.kafka_ok);
+        s.kafka_error = workers.values().find_map(|w| w.kafka_error.clone());
+        s
+    }
+
+    /// A worker's own figures (replacing its previous report).
+    pub fn set_worker_status(&self, worker: usize, status: WorkerStatus) {
+        self.worker_status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(worker, status);
+    }
+
+    /// Forgets the workers' reports (a new pipeline starts).
+    pub fn clear_worker_status(&self) {
+        self.worker_status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
     }
 
     pub fn update_status(&self, f: impl FnOnce(&mut PipelineStatus)) {
@@ -158,6 +206,34 @@ impl Engine {
             .values()
             .map(|q| q.state_bytes)
             .sum()
+    }
+
+    /// A worker reports that it is alive and what it is doing.
+    pub fn beat(&self, worker: usize, activity: &'static str) {
+        self.heartbeats
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(
+                worker,
+                Heartbeat {
+                    at: Instant::now(),
+                    activity,
+                },
+            );
+    }
+
+    pub fn heartbeats(&self) -> BTreeMap<usize, Heartbeat> {
+        self.heartbeats
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub fn clear_heartbeats(&self) {
+        self.heartbeats
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
     }
 
     pub fn shutdown_signal(&self) -> watch::Receiver<bool> {

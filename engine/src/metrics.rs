@@ -88,6 +88,27 @@ impl Default for Histogram {
     }
 }
 
+/// Quantile `q` of observations counted per bucket (`bounds` are upper
+/// bounds; larger values are beyond the last bound). Linear within the
+/// bucket; beyond the last bound, the last bound. 0 without observations.
+pub fn quantile_of(bounds: &[f64], counts: &[u64], q: f64) -> f64 {
+    let total: u64 = counts.iter().sum();
+    if total == 0 {
+        return 0.0;
+    }
+    let rank = q.clamp(0.0, 1.0) * total as f64;
+    let mut below = 0u64;
+    for (i, &n) in counts.iter().enumerate() {
+        if n > 0 && (below + n) as f64 >= rank {
+            let lower = if i == 0 { 0.0 } else { bounds[i - 1] };
+            let upper = bounds[i];
+            return lower + (upper - lower) * ((rank - below as f64) / n as f64).clamp(0.0, 1.0);
+        }
+        below += n;
+    }
+    bounds.last().copied().unwrap_or(0.0)
+}
+
 impl Histogram {
     /// Records `n` observations of `seconds`.
     pub fn observe_n(&self, seconds: f64, n: u64) {
@@ -102,21 +123,26 @@ impl Histogram {
             .fetch_add((seconds.max(0.0) * 1e6) as u64 * n, Relaxed);
     }
 
-    /// Approximate quantile from the buckets (upper bound of the bucket).
+    /// Quantile `q` since start, interpolated within its bucket like
+    /// PromQL's `histogram_quantile`.
     pub fn quantile(&self, q: f64) -> f64 {
-        let total = self.count.load(Relaxed);
-        if total == 0 {
-            return 0.0;
-        }
-        let target = (q * total as f64).ceil() as u64;
-        let mut acc = 0;
-        for (i, b) in self.buckets.iter().enumerate() {
-            acc += b.load(Relaxed);
-            if acc >= target {
-                return self.bounds[i];
-            }
-        }
-        f64::INFINITY
+        quantile_of(self.bounds, &self.bucket_counts(), q)
+    }
+
+    /// Observations per bucket (not cumulative), for quantiles over an interval.
+    pub fn bucket_counts(&self) -> Vec<u64> {
+        self.buckets.iter().map(|b| b.load(Relaxed)).collect()
+    }
+
+    /// Quantile `q` of the observations made since `earlier` (a `bucket_counts`).
+    pub fn quantile_since(&self, earlier: &[u64], q: f64) -> f64 {
+        let now = self.bucket_counts();
+        let delta: Vec<u64> = now
+            .iter()
+            .zip(earlier.iter().chain(std::iter::repeat(&0)))
+            .map(|(n, e)| n.saturating_sub(*e))
+            .collect();
+        quantile_of(self.bounds, &delta, q)
     }
 
     pub fn count(&self) -> u64 {
@@ -434,11 +460,30 @@ mod tests {
     use super::*;
 
     #[test]
+    fn quantiles_interpolate_within_the_bucket() {
+        let bounds = [0.1, 0.2, 0.4];
+        assert_eq!(quantile_of(&bounds, &[0, 0, 0], 0.99), 0.0);
+        // 10 in (0.1, 0.2]: the median is halfway through that bucket.
+        assert!((quantile_of(&bounds, &[0, 10, 0], 0.5) - 0.15).abs() < 1e-9);
+        assert!((quantile_of(&bounds, &[10, 0, 10], 0.75) - 0.3).abs() < 1e-9);
+        let h = Histogram::default();
+        h.observe_n(0.003, 99);
+        let before = h.bucket_counts();
+        h.observe_n(0.7, 100);
+        assert!(
+            h.quantile_since(&before, 0.5) > 0.5,
+            "only the later observations"
+        );
+        assert!(h.quantile(0.25) < 0.005);
+    }
+
+    #[test]
     fn histogram_quantile_and_rendering() {
         let h = Histogram::default();
         h.observe_n(0.002, 99);
         h.observe_n(0.7, 1);
-        assert_eq!(h.quantile(0.5), 0.005);
+        // Interpolated within (0.001, 0.005]: rank 50 of 99.
+        assert!((h.quantile(0.5) - (0.001 + 0.004 * 50.0 / 99.0)).abs() < 1e-12);
         assert_eq!(h.quantile(1.0), 1.0);
         let mut e = Exposition::default();
         h.render(&mut e, "x");

@@ -7,7 +7,7 @@ use std::ops::Range;
 use serde::Serialize;
 
 use crate::config::LateData;
-use crate::operator::aggregate::{Added, Limits, WindowState, WindowedAggregate};
+use crate::operator::aggregate::{Added, LimitHit, Limits, WindowState, WindowedAggregate};
 use crate::operator::filter::Filter;
 use crate::operator::project::Projection;
 use crate::operator::window::window_starts;
@@ -24,6 +24,9 @@ pub struct QueryOptions {
     pub limits: Limits,
     /// Output column whose value keys the produced messages.
     pub key_column: Option<String>,
+    /// Wall-clock milliseconds after which a silent partition stops holding
+    /// the watermark back; 0 = never.
+    pub partition_idle_ms: u64,
 }
 
 impl Default for QueryOptions {
@@ -33,6 +36,7 @@ impl Default for QueryOptions {
             late_data: LateData::Drop,
             limits: Limits::default(),
             key_column: None,
+            partition_idle_ms: 0,
         }
     }
 }
@@ -88,6 +92,15 @@ pub struct QueryStats {
     pub results_produced: u64,
     pub windows_emitted: u64,
     pub limit_violations: u64,
+    /// `limit_violations` by the limit hit: groups, memory (bytes), windows.
+    pub violations_by_limit: [u64; 3],
+}
+
+impl QueryStats {
+    fn count_violation(&mut self, hit: LimitHit) {
+        self.limit_violations += 1;
+        self.violations_by_limit[hit as usize] += 1;
+    }
 }
 
 /// Why one record was not processed (counted, never fatal).
@@ -143,6 +156,8 @@ pub struct Query {
     late_data: LateData,
     pub stats: QueryStats,
     last_input_wall_ms: i64,
+    /// Set while a record held back by a resource limit is processed again.
+    retrying: bool,
 }
 
 impl Query {
@@ -176,10 +191,12 @@ impl Query {
             mode,
             slots: Vec::new(),
             keys: Vec::new(),
-            watermark: Watermark::new(opts.out_of_orderness_ms),
+            watermark: Watermark::new(opts.out_of_orderness_ms)
+                .with_partition_idle_ms(opts.partition_idle_ms),
             late_data: opts.late_data,
             stats: QueryStats::default(),
             last_input_wall_ms: 0,
+            retrying: false,
         }
     }
 
@@ -212,6 +229,24 @@ impl Query {
             self.stats.records_failed += 1;
         }
         result
+    }
+
+    /// Processes a record again that a resource limit held back
+    /// (`on_limit: pause`). It arrived on time, so it is not treated as late
+    /// even if event time moved past its window meanwhile (then it is emitted
+    /// as an update of that window), and it is not counted as a new input.
+    pub fn process_held(
+        &mut self,
+        payload: &[u8],
+        key: Option<&[u8]>,
+        origin: Option<(i32, i64)>,
+        out: &mut OutputBatch,
+    ) -> Result<Flow, RecordError> {
+        self.retrying = true;
+        let r = self.process(payload, key, origin, out);
+        self.retrying = false;
+        self.stats.records_in = self.stats.records_in.saturating_sub(1);
+        r
     }
 
     fn process_with<'p>(
@@ -265,9 +300,12 @@ impl Query {
                         problem,
                     }
                 })?;
-                let before = self.watermark.current();
-                self.watermark.observe(ts);
-                self.last_input_wall_ms = now_ms();
+                // Lateness is judged by event time only: a window closed early by
+                // the wall clock (idle source, cleanup) gets an update instead.
+                let before = self.watermark.event_time();
+                let wall = now_ms();
+                self.watermark.observe(origin.map(|o| o.0), ts, wall);
+                self.last_input_wall_ms = wall;
                 let mut keys = recycle(std::mem::take(&mut self.keys));
                 let WindowOp { plan, agg, emitter } = &mut **w;
                 for k in &plan.keys {
@@ -280,7 +318,7 @@ impl Query {
                 let mut flow = Ok(Flow::Continue);
                 let mut late = false;
                 for start in window_starts(plan.kind, ts) {
-                    if before.is_some_and(|wm| start.saturating_add(size) <= wm) {
+                    if !self.retrying && before.is_some_and(|wm| start.saturating_add(size) <= wm) {
                         late = true;
                         if self.late_data == LateData::Drop {
                             continue;
@@ -289,6 +327,7 @@ impl Query {
                     let arg = |i: usize| aggs[i].arg.as_ref().map(|a| a.eval(slots_ref));
                     let mut added = agg.add(start, &keys, hash, origin, arg);
                     if added == Added::EvictOldest {
+                        self.stats.count_violation(agg.last_hit);
                         if let Some((s, st)) = agg.pop_oldest() {
                             emitter.emit(s, st, out, &mut self.stats);
                         }
@@ -297,11 +336,11 @@ impl Query {
                     match added {
                         Added::Ok => {}
                         Added::Rejected | Added::EvictOldest => {
-                            self.stats.limit_violations += 1;
+                            self.stats.count_violation(agg.last_hit);
                             flow = Err(RecordError::Limit);
                         }
                         Added::Pause => {
-                            self.stats.limit_violations += 1;
+                            self.stats.count_violation(agg.last_hit);
                             flow = Ok(Flow::Pause);
                         }
                     }
@@ -333,16 +372,27 @@ impl Query {
 
     /// Periodic tick: when no record arrived for `idle_timeout_ms`, event time
     /// is assumed to advance with the wall clock so quiet windows still close.
+    /// Silent partitions stop holding the watermark back after the partition idle time.
     pub fn on_tick(&mut self, now_wall_ms: i64, idle_timeout_ms: u64, out: &mut OutputBatch) {
-        if idle_timeout_ms == 0 || !self.is_windowed() || self.last_input_wall_ms == 0 {
+        if !self.is_windowed() {
             return;
         }
+        self.watermark.tick(now_wall_ms);
         let idle = now_wall_ms - self.last_input_wall_ms;
-        if idle >= idle_timeout_ms as i64
+        if idle_timeout_ms > 0
+            && self.last_input_wall_ms > 0
+            && idle >= idle_timeout_ms as i64
             && let Some(max) = self.watermark.max_event_ms()
         {
             self.watermark.advance_to(max.saturating_add(idle));
-            self.emit_closed(out);
+        }
+        self.emit_closed(out);
+    }
+
+    /// The source partitions assigned to this query's worker now.
+    pub fn set_partitions(&mut self, partitions: &[i32], now_wall_ms: i64) {
+        if self.is_windowed() {
+            self.watermark.set_partitions(partitions, now_wall_ms);
         }
     }
 
@@ -369,6 +419,14 @@ impl Query {
         match &self.mode {
             Mode::Window(w) => w.agg.holds(),
             _ => Vec::new(),
+        }
+    }
+
+    /// Whether a record needing a new group (and window) would fit under the limits.
+    pub fn has_room(&self) -> bool {
+        match &self.mode {
+            Mode::Window(w) => w.agg.has_room(),
+            _ => true,
         }
     }
 
@@ -483,4 +541,92 @@ pub fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::LimitAction;
+
+    fn limited(on_limit: LimitAction) -> Query {
+        let plan = crate::sql::plan(
+            "SELECT k, window_start, COUNT(*) AS n FROM t GROUP BY k, TUMBLE(ts, INTERVAL '1' SECOND)",
+        )
+        .unwrap();
+        Query::new(
+            "q",
+            plan,
+            QueryOptions {
+                limits: Limits {
+                    max_groups: 2,
+                    on_limit,
+                    ..Limits::default()
+                },
+                ..QueryOptions::default()
+            },
+        )
+    }
+
+    fn rec(k: &str, ts: i64) -> Vec<u8> {
+        format!(r#"{{"k":"{k}","ts":{ts}}}"#).into_bytes()
+    }
+
+    #[test]
+    fn held_records_go_in_once_their_window_closed() {
+        let mut q = limited(LimitAction::Pause);
+        let mut out = OutputBatch::default();
+        let mut held = Vec::new();
+        for (i, k) in ["a", "b", "c", "d"].iter().enumerate() {
+            let r = rec(k, 1000 + i as i64);
+            if q.process(&r, None, Some((0, i as i64)), &mut out).unwrap() == Flow::Pause {
+                held.push((r, i as i64));
+            }
+        }
+        assert_eq!(held.len(), 2, "c and d wait");
+        assert!(!q.has_room());
+        // The source goes quiet: the window closes and frees its groups.
+        q.on_tick(now_ms() + 10_000, 1, &mut out);
+        assert_eq!(out.len(), 2);
+        assert!(q.has_room());
+        for (r, off) in &held {
+            assert_eq!(
+                q.process_held(r, None, Some((0, *off)), &mut out).unwrap(),
+                Flow::Continue
+            );
+        }
+        let mut texts = out.texts();
+        texts.sort();
+        assert_eq!(texts.len(), 4, "{texts:?}");
+        assert!(texts.iter().all(|t| t.contains("\"n\":1")), "{texts:?}");
+        assert_eq!(q.stats.records_in, 4, "a retry is not a new input");
+        assert_eq!(q.stats.late_dropped, 0);
+    }
+
+    #[test]
+    fn a_window_closed_by_the_wall_clock_takes_on_time_records_as_an_update() {
+        let mut q = limited(LimitAction::RejectNewGroups);
+        let mut out = OutputBatch::default();
+        q.process(&rec("a", 1000), None, Some((0, 0)), &mut out)
+            .unwrap();
+        q.on_tick(now_ms() + 10_000, 1, &mut out);
+        assert_eq!(out.texts(), vec![r#"{"k":"a","window_start":1000,"n":1}"#]);
+        out.clear();
+        // On time by event time (watermark 1000 from events), though its window was closed.
+        q.process(&rec("a", 1500), None, Some((0, 1)), &mut out)
+            .unwrap();
+        assert_eq!(out.texts(), vec![r#"{"k":"a","window_start":1000,"n":1}"#]);
+        assert_eq!(q.stats.late_dropped, 0);
+    }
+
+    #[test]
+    fn evicting_counts_as_a_limit_violation() {
+        let mut q = limited(LimitAction::EvictOldest);
+        let mut out = OutputBatch::default();
+        for (i, (k, ts)) in [("a", 1000), ("b", 1000), ("a", 2000)].iter().enumerate() {
+            q.process(&rec(k, *ts), None, Some((0, i as i64)), &mut out)
+                .unwrap();
+        }
+        assert_eq!(out.len(), 2, "the first window was emitted early");
+        assert_eq!(q.stats.limit_violations, 1);
+    }
 }

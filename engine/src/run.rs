@@ -94,6 +94,7 @@ async fn sample_loop(engine: Arc<Engine>) {
     let mut cpu = CpuSampler::new();
     let mut tick = tokio::time::interval(Duration::from_secs(5));
     let mut last_cleanup = std::time::Instant::now();
+    let mut latency_before = engine.metrics.record_latency.bucket_counts();
     loop {
         tick.tick().await;
         let pct = cpu.sample();
@@ -115,12 +116,14 @@ async fn sample_loop(engine: Arc<Engine>) {
                 records_failed: m.records_failed.get(),
                 results_produced: m.results_produced.get(),
                 throughput: m.throughput.get(),
-                latency_p99_seconds: m.record_latency.quantile(0.99),
+                // p99 of this interval's records, not since start.
+                latency_p99_seconds: m.record_latency.quantile_since(&latency_before, 0.99),
                 memory_bytes: m.memory_total.get(),
                 cpu_percent: pct,
                 breaker_open: engine.breaker.state() == crate::circuit_breaker::BreakerState::Open,
                 backlog,
             });
+        latency_before = m.record_latency.bucket_counts();
         let cfg = engine.config();
         let interval = Duration::from_secs(cfg.memory_management.cleanup_interval.value.max(1));
         let pressure = m.memory_percent.get() >= cfg.memory_management.gc_threshold.value * 100.0;

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::operator::aggregate::{Acc, WindowState};
+use crate::operator::aggregate::Acc;
 use crate::query::Query;
 use crate::value::Value;
 
@@ -35,6 +35,9 @@ pub struct QueryState {
     pub name: String,
     pub sql: String,
     pub max_event_ms: Option<i64>,
+    /// Largest event time per source partition (the watermark's inputs).
+    #[serde(default)]
+    pub partition_event_ms: Vec<(i32, i64)>,
     pub windows: Vec<WindowDoc>,
 }
 
@@ -90,6 +93,7 @@ pub fn export_query(q: &Query, sql: &str) -> QueryState {
         name: q.name.clone(),
         sql: sql.to_owned(),
         max_event_ms: q.watermark().max_event_ms(),
+        partition_event_ms: q.watermark().partition_event_ms(),
         windows,
     }
 }
@@ -111,8 +115,11 @@ pub fn check_compatible(
         .iter()
         .map(|q| (q.name.as_str(), q.sql.as_str()))
         .collect();
+    // A document exported by several workers holds one entry per worker and query.
     want.sort();
+    want.dedup();
     have.sort();
+    have.dedup();
     if want != have {
         let names = |v: &[(&str, &str)]| v.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ");
         return Err(ImportError::QuerySet(format!(
@@ -124,15 +131,28 @@ pub fn check_compatible(
     Ok(())
 }
 
-/// Replaces one query's state with `s`.
-pub fn import_query(q: &mut Query, s: &QueryState) -> Result<(), ImportError> {
+/// Replaces one query's state with the parts in `states` (one per exporting
+/// worker; windows with the same start are merged, and so are groups with
+/// the same key).
+pub fn import_query(q: &mut Query, states: &[&QueryState]) -> Result<(), ImportError> {
+    if let Some(agg) = q.aggregate_mut() {
+        while agg.pop_oldest().is_some() {}
+    }
+    q.watermark_mut().reset();
+    let now = crate::query::now_ms();
+    for s in states {
+        q.watermark_mut()
+            .restore(s.max_event_ms, &s.partition_event_ms, now);
+        merge_query(q, s)?;
+    }
+    Ok(())
+}
+
+fn merge_query(q: &mut Query, s: &QueryState) -> Result<(), ImportError> {
     let invalid = |problem: String| ImportError::Invalid {
         query: s.name.clone(),
         problem,
     };
-    if let Some(max) = s.max_event_ms {
-        q.watermark_mut().observe(max);
-    }
     let Some(agg) = q.aggregate_mut() else {
         return if s.windows.is_empty() {
             Ok(())
@@ -140,13 +160,15 @@ pub fn import_query(q: &mut Query, s: &QueryState) -> Result<(), ImportError> {
             Err(invalid("stateless query cannot hold windows".into()))
         };
     };
-    while agg.pop_oldest().is_some() {}
     let funcs = agg.funcs.clone();
     for w in &s.windows {
-        let mut state = WindowState {
-            holds: w.holds.clone(),
-            ..WindowState::default()
-        };
+        let mut state = agg.take_window(w.start).unwrap_or_default();
+        for &(p, off) in &w.holds {
+            match state.holds.iter_mut().find(|(q, _)| *q == p) {
+                Some((_, o)) => *o = (*o).min(off),
+                None => state.holds.push((p, off)),
+            }
+        }
         for g in &w.groups {
             if g.accs.len() != funcs.len() {
                 return Err(invalid(format!(
@@ -165,8 +187,7 @@ pub fn import_query(q: &mut Query, s: &QueryState) -> Result<(), ImportError> {
                 .collect::<Result<Vec<_>, _>>()?;
             let key: Vec<Value<'static>> = g.key.iter().map(Value::from_json).collect();
             let (hash, group, size) = agg.make_group(key, accs);
-            let rehash = |g: &crate::operator::aggregate::Group| g.hash();
-            state.insert_group(hash, group, size, rehash);
+            state.merge_group(hash, group, size);
         }
         agg.insert_window(w.start, state);
     }
@@ -202,7 +223,7 @@ mod tests {
         let json = serde_json::to_string(&doc).unwrap();
         let back: QueryState = serde_json::from_str(&json).unwrap();
         let mut b = query();
-        import_query(&mut b, &back).unwrap();
+        import_query(&mut b, &[&back]).unwrap();
         assert_eq!(b.offset_holds(), vec![(0, 0)]);
         let (mut oa, mut ob) = (OutputBatch::default(), OutputBatch::default());
         a.flush(&mut oa);
@@ -212,6 +233,52 @@ mod tests {
         tb.sort();
         assert_eq!(ta, tb);
         assert_eq!(ta.len(), 2);
+    }
+
+    #[test]
+    fn parts_exported_by_several_workers_merge_into_one_state() {
+        let recs = [
+            (0, r#"{"k":"x","v":1,"ts":1000}"#),
+            (1, r#"{"k":"x","v":7,"ts":1500}"#),
+            (0, r#"{"k":"y","v":2.5,"ts":2000}"#),
+            (1, r#"{"k":"y","v":-1,"ts":2500}"#),
+            (1, r#"{"k":"z","v":4,"ts":3000}"#),
+        ];
+        // Reference: one query sees every record.
+        let mut all = query();
+        // Two workers, each with the records of one partition.
+        let (mut w0, mut w1) = (query(), query());
+        let mut sink = OutputBatch::default();
+        for (i, (p, rec)) in recs.iter().enumerate() {
+            all.process(rec.as_bytes(), None, Some((*p, i as i64)), &mut sink)
+                .unwrap();
+            let w = if *p == 0 { &mut w0 } else { &mut w1 };
+            w.process(rec.as_bytes(), None, Some((*p, i as i64)), &mut sink)
+                .unwrap();
+        }
+        let (d0, d1) = (export_query(&w0, "sql"), export_query(&w1, "sql"));
+        let mut b = query();
+        import_query(&mut b, &[&d0, &d1]).unwrap();
+        assert_eq!(b.offset_holds().len(), 2, "holds of both partitions");
+        let (mut oa, mut ob) = (OutputBatch::default(), OutputBatch::default());
+        all.flush(&mut oa);
+        b.flush(&mut ob);
+        let (mut ta, mut tb) = (oa.texts(), ob.texts());
+        ta.sort();
+        tb.sort();
+        assert_eq!(ta, tb);
+        assert_eq!(ta.len(), 3);
+        // The same query listed once per worker is still the same query set.
+        let doc = StateDocument {
+            version: STATE_VERSION,
+            engine_version: String::new(),
+            exported_at: String::new(),
+            group_id: String::new(),
+            queries: vec![d0, d1],
+            positions: vec![],
+            committed: vec![],
+        };
+        assert!(check_compatible(&doc, &[("q".into(), "sql".into())]).is_ok());
     }
 
     #[test]

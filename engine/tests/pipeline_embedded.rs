@@ -253,7 +253,7 @@ async fn drain_export_import_gives_identical_window_results() {
         .await
         .as_ref()
         .unwrap()
-        .drain()
+        .drain(sluice_engine::pipeline::DrainWindows::Emit)
         .await
         .unwrap();
     assert_eq!(report.windows_flushed, 1);
@@ -264,7 +264,7 @@ async fn drain_export_import_gives_identical_window_results() {
     let cfg = config::load_str("it.yaml", CONFIG).unwrap();
     let plan = sluice_engine::sql::plan(&cfg.queries[1].sql.value).unwrap();
     let mut q = sluice_engine::query::Query::new("per_window", plan, Default::default());
-    sluice_engine::state::import_query(&mut q, per_window).unwrap();
+    sluice_engine::state::import_query(&mut q, &[per_window]).unwrap();
     let mut out = sluice_engine::query::OutputBatch::default();
     q.flush(&mut out);
     let mut b_texts = out.texts();

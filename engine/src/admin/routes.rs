@@ -14,7 +14,8 @@ use serde_json::{Value, json};
 use super::ApiError;
 use crate::circuit_breaker::BreakerState;
 use crate::engine::Engine;
-use crate::state::{STATE_VERSION, StateDocument};
+use crate::pipeline::{DrainWindows, ImportRefused};
+use crate::state::{ImportError, STATE_VERSION, StateDocument};
 use crate::{config, exposition, history, resources};
 
 type Shared = State<Arc<Engine>>;
@@ -71,7 +72,7 @@ pub async fn ready(State(e): Shared) -> Response {
     let kafka_detail = if !status.running {
         "pipeline not running".to_owned()
     } else if let (false, Some(err)) = (status.kafka_ok, &status.kafka_error) {
-        format!("kafka error: {err}")
+        err.clone()
     } else if !status.kafka_ok {
         "connecting".to_owned()
     } else {
@@ -82,15 +83,41 @@ pub async fn ready(State(e): Shared) -> Response {
     };
     let cb_ok = breaker.state != BreakerState::Open;
     let res_ok = mem_pct < 100.0;
+    // Maintenance and drain pause intake on purpose: the engine stays ready
+    // (the seed's deploy_config.sh reloads and checks /ready while in
+    // maintenance), and the check says that intake is paused and why.
     let maint = e.maintenance();
+    let (intake, why) = if maint {
+        (
+            "paused",
+            "maintenance mode: intake paused (POST /admin/maintenance/disable resumes)",
+        )
+    } else if status.drained {
+        (
+            "paused",
+            "drained: intake paused (POST /admin/maintenance/disable or /admin/processing/restart resumes)",
+        )
+    } else if status.records_waiting_for_room > 0 {
+        (
+            "paused",
+            "resource limit reached (on_limit: pause): intake paused until state shrinks",
+        )
+    } else {
+        ("running", "off")
+    };
     let checks = json!({
         "kafka": {"ok": kafka_ok, "detail": kafka_detail},
         "circuit_breakers": {"ok": cb_ok, "detail": format!("{}: {}", breaker.name, breaker.state)},
         "resources": {"ok": res_ok, "detail": format!("operator memory at {mem_pct:.1}% of max_total_memory")},
-        "maintenance": {"ok": !maint, "detail": if maint { "maintenance mode: intake paused" } else { "off" }},
+        "maintenance": {"ok": true, "enabled": maint, "detail": why},
     });
-    let all = kafka_ok && cb_ok && res_ok && !maint;
-    let body = json!({"status": if all { "ready" } else { "not_ready" }, "checks": checks, "timestamp": now()});
+    let all = kafka_ok && cb_ok && res_ok;
+    let body = json!({
+        "status": if all { "ready" } else { "not_ready" },
+        "intake": intake,
+        "checks": checks,
+        "timestamp": now(),
+    });
     let code = if all {
         StatusCode::OK
     } else {
@@ -342,11 +369,26 @@ pub async fn processing_restart(State(e): Shared) -> ApiResult {
     ))
 }
 
-pub async fn processing_drain(State(e): Shared) -> ApiResult {
-    let r = with_pipeline(&e, async |p| p.drain().await).await?;
-    Ok(Json(
-        json!({"drained": true, "report": r, "intake": "paused (POST /admin/maintenance/disable or /admin/processing/restart resumes)", "timestamp": now()}),
-    ))
+#[derive(Debug, Deserialize)]
+pub struct DrainParams {
+    windows: Option<DrainWindows>,
+}
+
+pub async fn processing_drain(
+    State(e): Shared,
+    params: Result<Query<DrainParams>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult {
+    let Query(q) = params
+        .map_err(|err| ApiError::BadRequest(format!("{err}; `windows` is `emit` or `keep`")))?;
+    let windows = q.windows.unwrap_or(e.config().processing.drain_windows);
+    let r = with_pipeline(&e, async |p| p.drain(windows).await).await?;
+    Ok(Json(json!({
+        "drained": true,
+        "windows": windows,
+        "report": r,
+        "intake": "paused (POST /admin/maintenance/disable or /admin/processing/restart resumes)",
+        "timestamp": now(),
+    })))
 }
 
 pub async fn maintenance_enable(State(e): Shared) -> ApiResult {
@@ -392,7 +434,10 @@ pub async fn state_import(State(e): Shared, body: Bytes) -> ApiResult {
         Ok(()) => Ok(Json(
             json!({"imported": true, "windows": windows, "timestamp": now()}),
         )),
-        Err(msg) => Err(ApiError::Conflict(msg)),
+        Err(ImportRefused::Document(ImportError::Version { found })) => Err(ApiError::BadRequest(
+            ImportError::Version { found }.to_string(),
+        )),
+        Err(refused) => Err(ApiError::Conflict(refused.to_string())),
     }
 }
 
@@ -402,16 +447,35 @@ pub async fn queries_performance(State(e): Shared) -> ApiResult {
     ))
 }
 
+/// A worker silent for longer than this is reported as stalled.
+const STALL_AFTER: std::time::Duration = std::time::Duration::from_secs(10);
+
 pub async fn threads(State(e): Shared) -> ApiResult {
     let threads: Vec<Value> = resources::threads()
         .into_iter()
         .map(|(tid, name, st)| json!({"tid": tid, "name": name, "state": st}))
         .collect();
+    let status = e.status();
+    let workers: Vec<Value> = e
+        .heartbeats()
+        .into_iter()
+        .map(|(id, hb)| {
+            let silent = hb.at.elapsed();
+            json!({
+                "worker": id,
+                "activity": hb.activity,
+                "last_heartbeat_seconds_ago": silent.as_secs_f64(),
+                "stalled": status.running && silent > STALL_AFTER,
+            })
+        })
+        .collect();
+    let stalled = workers.iter().any(|w| w["stalled"] == true);
     Ok(Json(json!({
         "count": threads.len(),
         "threads": threads,
-        "pipeline": e.status(),
-        "deadlock_suspected": false,
+        "workers": workers,
+        "stalled_workers": stalled,
+        "pipeline": status,
         "timestamp": now(),
     })))
 }

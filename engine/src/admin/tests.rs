@@ -116,10 +116,22 @@ async fn maintenance_keeps_health_green_and_readiness_says_why() {
     let (status, _) = call(&e, "POST", "/admin/maintenance/enable", None, "").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(call(&e, "GET", "/health", None, "").await.0, StatusCode::OK);
-    let (status, body) = call(&e, "GET", "/ready", None, "").await;
-    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    let (_, body) = call(&e, "GET", "/ready", None, "").await;
     let v: Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(v["checks"]["maintenance"]["ok"], false);
+    assert_eq!(v["intake"], "paused");
+    assert_eq!(v["checks"]["maintenance"]["enabled"], true);
+    assert_eq!(
+        v["checks"]["maintenance"]["ok"], true,
+        "maintenance is not a failure"
+    );
+    assert!(
+        v["checks"]["maintenance"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("intake paused")
+    );
+    // Not ready here because no pipeline runs, and it says so.
+    assert_eq!(v["status"], "not_ready");
     assert!(
         v["checks"]["kafka"]["detail"]
             .as_str()
@@ -128,6 +140,21 @@ async fn maintenance_keeps_health_green_and_readiness_says_why() {
     );
     let (_, metrics) = call(&e, "GET", "/metrics", None, "").await;
     assert!(metrics.contains("sluice_maintenance_mode 1\n"));
+}
+
+#[tokio::test]
+async fn drain_rejects_an_unknown_window_policy() {
+    let e = engine("", false);
+    let (status, body) = call(
+        &e,
+        "POST",
+        "/admin/processing/drain?windows=later",
+        None,
+        "",
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body.contains("emit"), "{body}");
 }
 
 #[tokio::test]

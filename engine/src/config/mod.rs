@@ -124,6 +124,10 @@ pub struct Processing {
     pub timeout_ms: u64,
     /// Milliseconds between offset commits (after delivery). Default 1000.
     pub commit_interval_ms: u64,
+    /// What `POST /admin/processing/drain` does with open windows unless the
+    /// request says otherwise: `emit` them now (partial results) or `keep`
+    /// them (offsets stay below their records; a restart rebuilds them). Default `emit`.
+    pub drain_windows: crate::pipeline::DrainWindows,
 }
 
 impl Default for Processing {
@@ -135,6 +139,7 @@ impl Default for Processing {
             queue_size: 10_000,
             timeout_ms: 30_000,
             commit_interval_ms: 1000,
+            drain_windows: crate::pipeline::DrainWindows::Emit,
         }
     }
 }
@@ -297,6 +302,10 @@ pub struct WatermarkConfig {
     /// Milliseconds without input after which the watermark advances with the
     /// wall clock, so the last windows of a quiet source still close. 0 = never. Default 0.
     pub idle_timeout_ms: u64,
+    /// Milliseconds without a record after which one source partition stops
+    /// holding the watermark back (the watermark follows the slowest active
+    /// partition). 0 = never. Default 10000.
+    pub partition_idle_timeout_ms: u64,
 }
 
 impl Default for WatermarkConfig {
@@ -306,6 +315,7 @@ impl Default for WatermarkConfig {
             sources: BTreeMap::new(),
             late_data: LateData::Drop,
             idle_timeout_ms: 0,
+            partition_idle_timeout_ms: 10_000,
         }
     }
 }

@@ -97,6 +97,55 @@ impl Acc {
         }
     }
 
+    /// Folds another partial state of the same aggregate into this one
+    /// (state documents exported by several workers).
+    pub fn merge(&mut self, other: &Acc) {
+        match (self, other) {
+            (Acc::Count(a), Acc::Count(b)) => *a += b,
+            (
+                Acc::Sum {
+                    int,
+                    float,
+                    is_float,
+                    seen,
+                },
+                Acc::Sum {
+                    int: i2,
+                    float: f2,
+                    is_float: fl2,
+                    seen: s2,
+                },
+            ) => {
+                *seen |= *s2;
+                let int_sum = if *is_float || *fl2 {
+                    None
+                } else {
+                    int.checked_add(*i2)
+                };
+                match int_sum {
+                    Some(v) => *int = v,
+                    None => {
+                        let mine = if *is_float { *float } else { *int as f64 };
+                        let theirs = if *fl2 { *f2 } else { *i2 as f64 };
+                        *is_float = true;
+                        *float = mine + theirs;
+                    }
+                }
+            }
+            (Acc::Avg { sum, n }, Acc::Avg { sum: s2, n: n2 }) => {
+                *sum += s2;
+                *n += n2;
+            }
+            (Acc::Min(cur), Acc::Min(v)) => {
+                replace_if(cur, Some(v.borrowed()), std::cmp::Ordering::Less)
+            }
+            (Acc::Max(cur), Acc::Max(v)) => {
+                replace_if(cur, Some(v.borrowed()), std::cmp::Ordering::Greater)
+            }
+            _ => {}
+        }
+    }
+
     /// The aggregate's result.
     pub fn result(&self) -> Value<'_> {
         match self {
@@ -207,6 +256,25 @@ impl Default for Limits {
     }
 }
 
+/// Which limit a record ran into (the `resource` label of
+/// `sluice_resource_limit_violations_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitHit {
+    Groups,
+    Memory,
+    Windows,
+}
+
+impl LimitHit {
+    pub fn label(self) -> &'static str {
+        match self {
+            LimitHit::Groups => "groups",
+            LimitHit::Memory => "memory",
+            LimitHit::Windows => "windows",
+        }
+    }
+}
+
 /// Outcome of adding a record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Added {
@@ -229,6 +297,8 @@ pub struct WindowedAggregate {
     hasher: foldhash::fast::FixedState,
     groups: u64,
     bytes: u64,
+    /// The limit the last refused add ran into.
+    pub last_hit: LimitHit,
 }
 
 const GROUP_OVERHEAD: usize = std::mem::size_of::<Group>() + 16;
@@ -243,6 +313,7 @@ impl WindowedAggregate {
             hasher: foldhash::fast::FixedState::with_seed(0x5157_1ce0),
             groups: 0,
             bytes: 0,
+            last_hit: LimitHit::Groups,
         }
     }
 
@@ -276,7 +347,7 @@ impl WindowedAggregate {
         if !self.windows.contains_key(&start)
             && self.windows.len() as u64 >= self.limits.max_windows
         {
-            return self.at_limit();
+            return self.at_limit(LimitHit::Windows);
         }
         let window = self.windows.entry(start).or_default();
         if let Some((p, off)) = origin {
@@ -295,7 +366,12 @@ impl WindowedAggregate {
                     if window.groups.is_empty() {
                         self.windows.remove(&start);
                     }
-                    return self.at_limit();
+                    let hit = if self.groups >= self.limits.max_groups {
+                        LimitHit::Groups
+                    } else {
+                        LimitHit::Memory
+                    };
+                    return self.at_limit(hit);
                 }
                 let key: Box<[Value<'static>]> =
                     key.iter().map(|v| v.clone().into_owned()).collect();
@@ -325,7 +401,15 @@ impl WindowedAggregate {
         Added::Ok
     }
 
-    fn at_limit(&self) -> Added {
+    /// Whether a new group in a new window would fit under the limits.
+    pub fn has_room(&self) -> bool {
+        self.groups < self.limits.max_groups
+            && self.bytes < self.limits.max_bytes
+            && (self.windows.len() as u64) < self.limits.max_windows
+    }
+
+    fn at_limit(&mut self, hit: LimitHit) -> Added {
+        self.last_hit = hit;
         match self.limits.on_limit {
             LimitAction::RejectNewGroups => Added::Rejected,
             LimitAction::Pause => Added::Pause,
@@ -355,6 +439,14 @@ impl WindowedAggregate {
         self.groups -= w.groups.len() as u64;
         self.bytes -= w.bytes as u64;
         Some((start, w))
+    }
+
+    /// Removes window `start` (state import merges into it and puts it back).
+    pub fn take_window(&mut self, start: i64) -> Option<WindowState> {
+        let w = self.windows.remove(&start)?;
+        self.groups -= w.groups.len() as u64;
+        self.bytes -= w.bytes as u64;
+        Some(w)
     }
 
     /// Puts a window back (state import).
@@ -400,16 +492,22 @@ impl WindowedAggregate {
 }
 
 impl WindowState {
-    /// Inserts a prepared group (state import).
-    pub fn insert_group(
-        &mut self,
-        hash: u64,
-        group: Group,
-        size: usize,
-        hasher_of: impl Fn(&Group) -> u64,
-    ) {
-        self.bytes += size;
-        self.groups.insert_unique(hash, group, hasher_of);
+    /// Inserts a prepared group, or folds it into the group with the same key (state import).
+    pub fn merge_group(&mut self, hash: u64, group: Group, size: usize) {
+        let found = self.groups.find_mut(hash, |g| {
+            g.key.len() == group.key.len() && g.key.iter().zip(&group.key).all(|(a, b)| a.key_eq(b))
+        });
+        match found {
+            Some(existing) => {
+                for (a, b) in existing.accs.iter_mut().zip(group.accs.iter()) {
+                    a.merge(b);
+                }
+            }
+            None => {
+                self.bytes += size;
+                self.groups.insert_unique(hash, group, Group::hash);
+            }
+        }
     }
 }
 
