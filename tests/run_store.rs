@@ -691,6 +691,17 @@ steps:
 #[tokio::test]
 async fn many_concurrent_runs_on_one_postgres_store() {
     let (store, _) = postgres_store().await;
+    many_concurrent_runs(store).await;
+}
+
+#[tokio::test]
+async fn many_concurrent_runs_on_one_sqlite_store() {
+    let dir = tempfile::tempdir().unwrap();
+    many_concurrent_runs(sqlite_store(dir.path()).await).await;
+}
+
+/// 50 runs of 3 steps at once: every step recorded, in order, once.
+async fn many_concurrent_runs(store: Store) {
     let sv = services(config(""), Some(store.clone()));
     let rb = runbook(
         "name: many\nsteps:\n  - {id: a, sleep: 0s}\n  - {id: b, sleep: 0s}\n  - {id: c, sleep: 0s}\n",

@@ -43,7 +43,12 @@ enum Pool {
 #[derive(Clone)]
 pub struct Store {
     pool: std::sync::Arc<Pool>,
+    /// SQLite files: step records go through one group-committing writer.
+    steps: Option<std::sync::Arc<writer::StepWriter>>,
 }
+
+const FINISH_SQL: &str = "UPDATE steps SET status = $1, outputs = $2, logs = $3, error = $4, attempts = $5, finished_at = $6 \
+                          WHERE run_id = $7 AND path = $8";
 
 /// Runs the same query text on whichever database is configured.
 macro_rules! on_pool {
@@ -261,6 +266,7 @@ macro_rules! approval_record {
 impl Store {
     /// Opens (creating if needed) and migrates the store at `url`.
     pub async fn connect(url: &str) -> Result<Store, StoreError> {
+        let mut writer_options = None;
         let pool = if let Some(path) = url
             .strip_prefix("sqlite://")
             .or_else(|| url.strip_prefix("sqlite:"))
@@ -284,9 +290,14 @@ impl Store {
                 .foreign_keys(true);
             // One in-memory database must be one connection.
             let max = if path == ":memory:" { 1 } else { 4 };
+            if path != ":memory:" {
+                writer_options = Some(options.clone());
+            }
             Pool::Sqlite(
                 SqlitePoolOptions::new()
                     .max_connections(max)
+                    // A local file does not drop connections: no ping before each query.
+                    .test_before_acquire(false)
                     .connect_with(options)
                     .await?,
             )
@@ -301,11 +312,17 @@ impl Store {
         } else {
             return Err(StoreError::BadUrl(url.to_string()));
         };
-        let store = Store {
+        let mut store = Store {
             pool: std::sync::Arc::new(pool),
+            steps: None,
         };
         let migrator = sqlx::migrate!("./migrations");
         on_pool!(store, p => { migrator.run(p).await?; });
+        if let Some(options) = writer_options {
+            store.steps = Some(std::sync::Arc::new(
+                writer::StepWriter::open(&options).await?,
+            ));
+        }
         Ok(store)
     }
 
@@ -403,6 +420,8 @@ impl Store {
         error: Option<&str>,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
+        // The run's step records first: a finished run never shows a step still running.
+        self.flush_steps(id).await?;
         let sql = "UPDATE runs SET status = $1, error = $2, finished_at = $3 WHERE id = $4";
         on_pool!(self, p => { sqlx::query(sql).bind(status.as_str()).bind(error).bind(ts(at)).bind(id).execute(p).await?; });
         Ok(())
@@ -426,6 +445,17 @@ impl Store {
                     .await?
             };
         }
+        if let Some(w) = &self.steps {
+            return w
+                .write(writer::Op::Start {
+                    run_id: s.run_id.to_string(),
+                    path: s.path.to_string(),
+                    kind: s.kind.to_string(),
+                    inputs: json_text(s.inputs),
+                    started_at: ts(s.started_at),
+                })
+                .await;
+        }
         match &*self.pool {
             // SQLite runs one writer at a time: MAX(seq) + 1 cannot be read twice.
             Pool::Sqlite(p) => {
@@ -446,12 +476,24 @@ impl Store {
         Ok(())
     }
 
-    /// Records how a step ended.
+    /// Records how a step ended. On SQLite files the record is committed
+    /// before (or with) the next one of this store — the next step's start —
+    /// without the caller waiting; [`Store::finish_run`] waits for it.
     pub async fn finish_step(&self, s: &StepEnd<'_>) -> Result<(), StoreError> {
-        let sql = "UPDATE steps SET status = $1, outputs = $2, logs = $3, error = $4, attempts = $5, finished_at = $6 \
-                   WHERE run_id = $7 AND path = $8";
         let logs = serde_json::to_string(s.logs).unwrap_or_else(|_| "[]".into());
-        on_pool!(self, p => { sqlx::query(sql)
+        if let Some(w) = &self.steps {
+            return w.write_behind(writer::Op::Finish {
+                run_id: s.run_id.to_string(),
+                path: s.path.to_string(),
+                status: s.status.to_string(),
+                outputs: json_text(s.outputs),
+                logs,
+                error: s.error.map(str::to_string),
+                attempts: i64::from(s.attempts),
+                finished_at: ts(s.finished_at),
+            });
+        }
+        on_pool!(self, p => { sqlx::query(FINISH_SQL)
             .bind(s.status)
             .bind(json_text(s.outputs))
             .bind(logs)
@@ -483,6 +525,7 @@ impl Store {
         run_id: &str,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
+        self.flush_steps(run_id).await?;
         let sql = "UPDATE steps SET status = $1, finished_at = $2, error = COALESCE(error, 'cut off by the run ending') \
                    WHERE run_id = $3 AND status = 'running'";
         on_pool!(self, p => { sqlx::query(sql).bind(crate::exec::executor::ABANDONED).bind(ts(at)).bind(run_id).execute(p).await?; });
@@ -516,8 +559,21 @@ impl Store {
         Ok(out)
     }
 
+    /// Waits until the step records of this store handed over so far are
+    /// committed; fails with a step record of `run_id` that could not be written.
+    async fn flush_steps(&self, run_id: &str) -> Result<(), StoreError> {
+        match &self.steps {
+            Some(w) => w.flush(run_id, true).await,
+            None => Ok(()),
+        }
+    }
+
     /// One run and its steps in execution order.
     pub async fn get_run(&self, id: &str) -> Result<(RunRecord, Vec<StepRecord>), StoreError> {
+        // Read what this store handed over (a failure is the run's to report, not the reader's).
+        if let Some(w) = &self.steps {
+            let _ = w.flush(id, false).await;
+        }
         let run_sql = format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = $1");
         let steps_sql = format!("SELECT {STEP_COLUMNS} FROM steps WHERE run_id = $1 ORDER BY seq");
         on_pool!(self, p => {
@@ -625,5 +681,6 @@ impl Store {
 
 // After the macros above, which it uses.
 mod service;
+mod writer;
 
 pub use service::{InstanceRecord, RunFilter, SilenceRecord};

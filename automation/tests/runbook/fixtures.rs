@@ -133,3 +133,67 @@ fn validate_command_exits_2_on_bad_and_0_on_good() {
     );
     assert!(out.contains("2 | stpes: []"), "{out}");
 }
+
+/// The `yaml` blocks of docs/runbooks.md's `## Examples` section.
+fn doc_examples() -> Vec<String> {
+    let doc =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/runbooks.md"))
+            .expect("docs/runbooks.md");
+    let section = doc
+        .split("\n## Examples\n")
+        .nth(1)
+        .expect("an Examples section")
+        .split("\n## ")
+        .next()
+        .unwrap_or_default();
+    section
+        .split("```yaml\n")
+        .skip(1)
+        .map(|b| b.split("```").next().unwrap_or_default().to_string())
+        .collect()
+}
+
+#[test]
+fn docs_examples_are_valid_and_cover_every_step_kind() {
+    let config = config();
+    let examples = doc_examples();
+    let names: BTreeSet<String> = examples
+        .iter()
+        .filter_map(|t| {
+            let node = sluice_automation::yaml::parse(t).ok()?;
+            Some(node.get("name")?.as_str()?.to_string())
+        })
+        .collect();
+    let mut kinds = BTreeSet::new();
+    for text in &examples {
+        let known = Known {
+            config: Some(&config),
+            runbooks: Some(&names),
+            alerts: None,
+        };
+        let path = Path::new("docs/runbooks.md");
+        let (rb, diags) = check_str(path, text, known);
+        let rendered: Vec<String> = diags.iter().map(|d| d.render(Some(text))).collect();
+        assert!(
+            diags.is_empty(),
+            "example:\n{text}\n{}",
+            rendered.join("\n")
+        );
+        for s in rb.expect("valid").all_steps() {
+            kinds.insert(s.kind.name.to_string());
+        }
+    }
+    // The typed families (`engine.*`, `process.*`) need one example each.
+    let family = |k: &str| {
+        ["engine.", "process."]
+            .into_iter()
+            .find(|f| k.starts_with(f))
+    };
+    for k in sluice_automation::exec::steps::names() {
+        let covered = match family(&k) {
+            Some(f) => kinds.iter().any(|x| x.starts_with(f)),
+            None => kinds.contains(&k),
+        };
+        assert!(covered, "docs/runbooks.md has no example of `{k}`");
+    }
+}

@@ -1,6 +1,7 @@
 //! Integration tests of runbooks: fixtures, step kinds against real local
 //! servers, processes and files, the run store, hostile input. One test binary.
 
+mod cli;
 mod fixtures;
 mod harness;
 mod hostile;

@@ -535,3 +535,40 @@ async fn cleanup_applies_age_and_count_under_its_root_only() {
     );
     assert!(outside.exists());
 }
+
+#[tokio::test]
+async fn run_timeout_cancels_the_running_step_and_kills_its_processes() {
+    let dir = tempdir();
+    let sv = services(config(""), dir.path()).await;
+    let pidfile = dir.path().join("child.pid");
+    let after = dir.path().join("after");
+    let rb = runbook(&format!(
+        "name: slow\ntimeout: 300ms\nsteps:\n  - id: s\n    shell:\n      script: |\n        sleep 30 &\n        echo $! > {}\n        wait\n  - id: next\n    exec: {{argv: [touch, {}]}}\non_failure:\n  - id: tell\n    exec: {{argv: [echo, '{{{{failed.error}}}}']}}\n",
+        pidfile.display(),
+        after.display()
+    ));
+    let out = run(&sv, &rb, &[]).await;
+    assert_eq!(out.status, RunStatus::Failed);
+    assert_eq!(out.error.as_deref(), Some("run timed out after 300ms"));
+    assert!(!after.exists(), "a step ran after the run timed out");
+    // The cut-off step is recorded as abandoned; on_failure still ran and saw why.
+    assert_eq!(step_record(&sv, &out.id, "s").await.status, "abandoned");
+    assert_eq!(
+        out.steps["tell"]["output"]["stdout"],
+        "run timed out after 300ms\n"
+    );
+    let pid = std::fs::read_to_string(&pidfile)
+        .expect("pid written")
+        .trim()
+        .to_string();
+    let mut alive = true;
+    for _ in 0..50 {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        alive = !stat.is_empty() && !stat.contains(") Z ");
+        if !alive {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!alive, "background process {pid} survived the run timeout");
+}
