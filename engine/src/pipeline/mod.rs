@@ -241,16 +241,24 @@ impl Pipeline {
     }
 
     /// Delivers what is pending, commits, and stops every worker.
+    ///
+    /// One worker at a time, each gone (its consumer closed, so it has left
+    /// the group) before the next is asked: the next waits for the rebalance
+    /// that departure starts to settle, so no member leaves mid-rebalance.
     pub async fn stop(self) {
-        for w in &self.workers {
+        for w in self.workers {
             let (tx, rx) = oneshot::channel();
             if w.tx.send(Command::Stop(tx)).await.is_ok() {
                 let _ = tokio::time::timeout(COMMAND_TIMEOUT, rx).await;
             }
-        }
-        for w in self.workers {
-            w.join.abort();
-            let _ = w.join.await;
+            let mut join = w.join;
+            if tokio::time::timeout(COMMAND_TIMEOUT, &mut join)
+                .await
+                .is_err()
+            {
+                join.abort();
+                let _ = join.await;
+            }
         }
     }
 }

@@ -648,14 +648,14 @@ impl Worker {
                 let _ = reply.send(report);
             }
             Command::Stop(reply) => {
-                if self.by_topic.is_empty() || self.consumer.context().joined() {
+                if self.by_topic.is_empty() || self.consumer.context().settled() {
                     self.stop(reply).await;
                 } else {
-                    // Leaving a group in the middle of the first join leaves some
-                    // brokers (Tansu 0.6) with a departed leader and a group that
-                    // never settles: finish joining first (bounded).
+                    // Leaving a group in the middle of a join or rebalance leaves
+                    // some brokers (Tansu 0.6) with a departed member and a group
+                    // that never settles: let it settle first (bounded).
                     self.engine
-                        .beat(self.id, "stopping: finishing the group join");
+                        .beat(self.id, "stopping: waiting for the group to settle");
                     self.stop_pending = Some((reply, Instant::now() + JOIN_BEFORE_LEAVE));
                 }
             }

@@ -22,6 +22,8 @@ use crate::config::EngineConfig;
 #[derive(Debug, Default)]
 pub struct GroupContext {
     joined: AtomicBool,
+    /// Holds an assignment now: cleared by a revoke until the next assign.
+    assigned: AtomicBool,
     stats_seen: AtomicBool,
     steady_since: Mutex<Option<Instant>>,
 }
@@ -38,7 +40,7 @@ impl GroupContext {
     /// Whether leaving the group now is safe: joined, and (when statistics
     /// are on) no rebalance in progress for a moment.
     pub fn settled(&self) -> bool {
-        if !self.joined() {
+        if !self.joined() || !self.assigned.load(Ordering::Relaxed) {
             return false;
         }
         if !self.stats_seen.load(Ordering::Relaxed) {
@@ -92,12 +94,16 @@ impl ConsumerContext for GroupContext {
         match rebalance {
             Rebalance::Assign(tpl) => {
                 self.joined.store(true, Ordering::Relaxed);
+                self.assigned.store(true, Ordering::Relaxed);
                 tracing::info!(
                     partitions = tpl.count(),
                     "Consumer group assignment received."
                 );
             }
             Rebalance::Revoke(tpl) => {
+                // A rebalance is under way whatever the last statistics said.
+                self.assigned.store(false, Ordering::Relaxed);
+                *self.steady_since.lock().unwrap_or_else(|p| p.into_inner()) = None;
                 tracing::info!(
                     partitions = tpl.count(),
                     "Consumer group partitions revoked."
@@ -199,7 +205,9 @@ mod tests {
         let ctx = GroupContext::default();
         assert!(!ctx.settled(), "not joined");
         ctx.joined.store(true, Ordering::Relaxed);
-        assert!(ctx.settled(), "joined, no statistics: settled");
+        assert!(!ctx.settled(), "joined, then revoked");
+        ctx.assigned.store(true, Ordering::Relaxed);
+        assert!(ctx.settled(), "assigned, no statistics: settled");
         ctx.stats_raw(stats);
         assert!(!ctx.settled(), "rebalancing");
         ctx.stats_raw(br#"{"cgrp":{"join_state":"steady"}}"#);
