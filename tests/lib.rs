@@ -5,6 +5,7 @@
 //! |---|---|---|
 //! | [`engine`] | `sluice-engine` processes on a broker-host process | see the module |
 //! | [`world`] | a supervised primary (and standby) engine with notify receivers | `World::start(..)` |
+//! | [`served`] | a [`world`] with `sluice serve` scraping it, the shipped alerts (durations compressed) and runbooks | `Served::start(..)` |
 //! | [`sluice`] | service config and `Services` for the shipped runbooks | see the module |
 //! | [`postgres`] | PostgreSQL server (initdb + postgres, as the `postgres` user when root) | `Postgres::shared()?.fresh_database()?` |
 //! | [`smtp`] | aiosmtpd recording every message (envelope, headers, MIME parts) | `Smtp::start()?` / `Smtp::start_with_auth(u, p)?` |
@@ -21,6 +22,7 @@ pub mod kafka;
 pub mod net;
 pub mod notify;
 pub mod postgres;
+pub mod served;
 pub mod slack;
 pub mod sluice;
 pub mod smtp;

@@ -42,6 +42,8 @@ pub struct World {
     pub primary_config: PathBuf,
     pub standby: Option<String>,
     pub bootstrap: String,
+    /// The sluice.yaml sections `services` was built from (targets, kafka, channels).
+    pub sluice_yaml: String,
 }
 
 impl World {
@@ -109,6 +111,7 @@ impl World {
         );
         let services =
             sluice::services(sluice::config(&yaml), dir.path(), Some(supervisor.clone())).await;
+        let sluice_yaml = yaml;
         World {
             dir,
             services,
@@ -120,6 +123,7 @@ impl World {
             primary_config,
             standby,
             bootstrap,
+            sluice_yaml,
         }
     }
 

@@ -3,12 +3,14 @@
 //! fresh store), injects the fault where there is one, runs the runbook, and
 //! checks the engine afterwards.
 
+mod alert_driven;
 mod consistency;
 mod lifecycle;
 mod maintenance;
 mod process_steps;
 mod remediation;
 mod scaling;
+mod scheduled;
 
 use serde_json::Value as J;
 

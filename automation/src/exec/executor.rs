@@ -407,7 +407,7 @@ pub async fn execute(
             &run,
             status.as_str(),
             channels,
-            error.as_deref(),
+            error.as_ref().map(|e| format!("Error: {e}")).as_deref(),
         )
         .await;
     }

@@ -305,13 +305,15 @@ async fn email(ch: &EmailChannel, msg: &Message) -> Result<(), StepError> {
     })
 }
 
-/// Tells `channels` that a run started / succeeded / failed / waits for approval. Failures are logged only.
+/// Tells `channels` that a run started / succeeded / failed / waits for
+/// approval, with `detail` (the error, the approval question) below. Failures
+/// are logged only.
 pub async fn run_event(
     services: &Services,
     run: &RunState,
     event: &str,
     channels: &[At<String>],
-    error: Option<&str>,
+    detail: Option<&str>,
 ) {
     if channels.is_empty() {
         return;
@@ -321,8 +323,9 @@ pub async fn run_event(
         "Runbook `{name}` {event} (run {}, trigger by {}).",
         run.id, run.who
     );
-    if let Some(e) = error {
-        text.push_str(&format!("\nError: {e}"));
+    if let Some(d) = detail {
+        text.push('\n');
+        text.push_str(d);
     }
     if let Some(url) = services.run_url(&run.id) {
         text.push_str(&format!("\n{url}"));
