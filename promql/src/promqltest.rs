@@ -329,17 +329,24 @@ fn load(
     opts: Options,
 ) -> Result<(), String> {
     let step = parse_time_ms(interval)?;
+    // A series defined twice in one block keeps its last definition, as in
+    // Prometheus' loader (definitions are keyed by label set).
+    let mut defs = Vec::new();
     for (lineno, l) in body {
         if opts.lenient && l.contains("{{") {
             continue;
         }
         let (labels, values) = parse_series(l).map_err(|e| format!("line {lineno}: {e}"))?;
+        defs.retain(|(_, l, _)| *l != labels);
+        defs.push((*lineno, labels, values));
+    }
+    for (lineno, labels, values) in &defs {
         for (k, v) in values.iter().enumerate() {
             let t = k as i64 * step;
             let res = match v {
                 SeriesValue::Missing => Ok(()),
-                SeriesValue::Stale => storage.append(&labels, t, STALE_NAN),
-                SeriesValue::Value(f) => storage.append(&labels, t, *f),
+                SeriesValue::Stale => storage.append(labels, t, STALE_NAN),
+                SeriesValue::Value(f) => storage.append(labels, t, *f),
             };
             if !opts.lenient {
                 res.map_err(|e| format!("line {lineno}: {e}"))?;
