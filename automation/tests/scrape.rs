@@ -170,6 +170,53 @@ async fn honor_labels_keeps_scraped_values() {
 }
 
 #[tokio::test]
+async fn a_scrape_over_its_sample_limit_fails_whole_and_marks_its_series_stale() {
+    // Phase 1 exposes one series, phase 0 two.
+    let phase = Arc::new(AtomicU32::new(1));
+    let url = serve(phase.clone()).await;
+    let sink = Arc::new(Recorder::default());
+    let mut target = ScrapeTarget::new("engine", url, Duration::from_secs(1));
+    target.sample_limit = 1;
+    let mut scraper = Scraper::new(target, sink.clone()).unwrap();
+    assert!(scraper.scrape_at(1_000).await.up, "1 sample is within 1");
+    let first = sink.take();
+    let kept = first
+        .iter()
+        .find(|r| name(&r.0) == "sluice_backlog_size")
+        .expect("the one series")
+        .0
+        .clone();
+
+    phase.store(0, Ordering::SeqCst);
+    let r = scraper.scrape_at(2_000).await;
+    assert!(!r.up);
+    assert!(
+        r.error
+            .as_deref()
+            .unwrap_or("")
+            .contains("sample limit exceeded: 2 samples, limit 1"),
+        "{:?}",
+        r.error
+    );
+    let rows = sink.take();
+    assert!(
+        !rows
+            .iter()
+            .any(|r| name(&r.0) == "sluice_backlog_size" && !r.3),
+        "samples of a refused scrape were appended: {rows:?}"
+    );
+    assert!(
+        rows.iter().any(|r| r.0 == kept && r.3),
+        "the earlier series was not marked stale: {rows:?}"
+    );
+    let up = rows
+        .iter()
+        .find(|r| name(&r.0) == "up")
+        .expect("up written");
+    assert_eq!(up.2, 0.0);
+}
+
+#[tokio::test]
 async fn unreachable_target_is_down() {
     // Bind then drop a listener so the port is closed.
     let port = {

@@ -464,7 +464,7 @@ mod tests {
         assert_eq!(written.runbooks, vec![dir.path().join("rb")]);
         assert_eq!(
             written.metrics.as_ref().unwrap().scrape,
-            vec!["primary".to_string()]
+            vec![crate::config::ScrapeEntry::named("primary")]
         );
         let (file, value) = token.unwrap();
         assert_eq!(std::fs::read_to_string(&file).unwrap(), value);

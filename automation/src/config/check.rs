@@ -106,7 +106,20 @@ impl Config {
             hook_auth(&format!("hooks.{name}"), h, at(&["hooks", name]), &mut p);
         }
         if let Some(m) = &self.metrics {
-            for entry in &m.scrape {
+            for e in &m.scrape {
+                let entry = &e.target;
+                if e.interval.is_some_and(|i| i.std().is_zero()) {
+                    p.push(DeError::new(
+                        at(&["metrics", "scrape"]),
+                        format!("metrics.scrape `{entry}`: interval must be more than 0"),
+                    ));
+                }
+                if e.sample_limit == 0 {
+                    p.push(DeError::new(
+                        at(&["metrics", "scrape"]),
+                        format!("metrics.scrape `{entry}`: sample_limit must be more than 0"),
+                    ));
+                }
                 let is_url = entry.starts_with("http://") || entry.starts_with("https://");
                 if is_url {
                     if url::Url::parse(entry).is_err() {

@@ -116,9 +116,10 @@ pub struct Metrics {
     /// Scrape interval.
     #[serde(default = "default_scrape_interval")]
     pub interval: Duration,
-    /// Target names (from `targets`) or URLs of `/metrics` endpoints to scrape.
+    /// Target names (from `targets`) or URLs of `/metrics` endpoints to
+    /// scrape, each either as a string or with per-target settings.
     #[serde(default)]
-    pub scrape: Vec<String>,
+    pub scrape: Vec<ScrapeEntry>,
     /// Query a remote Prometheus instead of scraping.
     #[serde(default)]
     pub prometheus_url: Option<HttpUrl>,
@@ -128,6 +129,98 @@ pub struct Metrics {
     /// How long scraped samples are kept in memory.
     #[serde(default = "default_retention")]
     pub retention: Duration,
+}
+
+/// One `metrics.scrape` entry: `primary`, a URL, or
+/// `{target: primary, interval: 1s, honor_labels: true, sample_limit: 5000}`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScrapeEntry {
+    /// A name from `targets` or an http(s) URL of a `/metrics` endpoint.
+    pub target: String,
+    /// Overrides `metrics.interval` for this target.
+    pub interval: Option<Duration>,
+    /// Per-scrape timeout (default: the interval, at most 10 s).
+    pub timeout: Option<Duration>,
+    /// Keep scraped labels that collide with target labels (Prometheus' `honor_labels`).
+    pub honor_labels: bool,
+    /// Use timestamps the exposition carries (default true).
+    pub honor_timestamps: bool,
+    /// A scrape with more samples fails as a whole (`up` 0), as Prometheus' `sample_limit`.
+    pub sample_limit: usize,
+    /// Extra labels on every series of this target.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// Samples one scrape may carry unless `sample_limit` says otherwise: with
+/// `retention`, what bounds the memory scraped series take.
+pub const DEFAULT_SAMPLE_LIMIT: usize = 200_000;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScrapeSpec {
+    target: String,
+    #[serde(default)]
+    interval: Option<Duration>,
+    #[serde(default)]
+    timeout: Option<Duration>,
+    #[serde(default)]
+    honor_labels: bool,
+    #[serde(default = "yes")]
+    honor_timestamps: bool,
+    #[serde(default)]
+    sample_limit: Option<usize>,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl ScrapeEntry {
+    /// An entry with every default.
+    pub fn named(target: impl Into<String>) -> Self {
+        ScrapeEntry {
+            target: target.into(),
+            interval: None,
+            timeout: None,
+            honor_labels: false,
+            honor_timestamps: true,
+            sample_limit: DEFAULT_SAMPLE_LIMIT,
+            labels: BTreeMap::new(),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for ScrapeEntry {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = ScrapeEntry;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a target name, a URL, or a map with `target`")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<ScrapeEntry, E> {
+                Ok(ScrapeEntry::named(v))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<ScrapeEntry, A::Error> {
+                let s = ScrapeSpec::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                Ok(ScrapeEntry {
+                    target: s.target,
+                    interval: s.interval,
+                    timeout: s.timeout,
+                    honor_labels: s.honor_labels,
+                    honor_timestamps: s.honor_timestamps,
+                    sample_limit: s.sample_limit.unwrap_or(DEFAULT_SAMPLE_LIMIT),
+                    labels: s.labels,
+                })
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 fn default_job() -> String {
@@ -362,6 +455,29 @@ mod tests {
         assert_eq!(t.token.as_ref().unwrap().expose(), "s3cret-value");
         assert!(!format!("{cfg:?}").contains("s3cret-value"));
         assert_eq!(cfg.redactor().text("Bearer s3cret-value"), "Bearer ***");
+    }
+
+    #[test]
+    fn scrape_entries_are_names_urls_or_maps_with_their_own_settings() {
+        let text = "targets:\n  primary:\n    url: http://127.0.0.1:8080\nmetrics:\n  interval: 5s\n  scrape:\n    - primary\n    - {target: 'http://127.0.0.1:9100/metrics', interval: 1s, honor_labels: true, sample_limit: 500, labels: {role: node}}\n";
+        let cfg = Config::parse(Path::new("s.yaml"), text, &env).unwrap();
+        let m = cfg.metrics.unwrap();
+        assert_eq!(m.scrape[0], ScrapeEntry::named("primary"));
+        assert_eq!(m.scrape[0].sample_limit, DEFAULT_SAMPLE_LIMIT);
+        let node = &m.scrape[1];
+        assert_eq!(
+            node.interval.unwrap().std(),
+            std::time::Duration::from_secs(1)
+        );
+        assert!(node.honor_labels && node.honor_timestamps);
+        assert_eq!(node.sample_limit, 500);
+        assert_eq!(node.labels["role"], "node");
+
+        let bad = "metrics:\n  scrape:\n    - {target: x, intervall: 1s}\n";
+        let errs = Config::parse(Path::new("s.yaml"), bad, &env).unwrap_err();
+        let msg = errs[0].to_string();
+        assert!(msg.starts_with("s.yaml:3:"), "{msg}");
+        assert!(msg.contains("intervall"), "{msg}");
     }
 
     #[test]

@@ -35,6 +35,9 @@ pub struct ScrapeTarget {
     pub bearer_token: Option<String>,
     /// Largest body accepted; bigger scrapes fail.
     pub body_size_limit: usize,
+    /// Most samples one scrape may carry; a bigger one fails as a whole
+    /// (nothing appended, `up` 0), as Prometheus' `sample_limit`.
+    pub sample_limit: usize,
 }
 
 impl ScrapeTarget {
@@ -50,6 +53,7 @@ impl ScrapeTarget {
             labels: BTreeMap::new(),
             bearer_token: None,
             body_size_limit: 64 << 20,
+            sample_limit: usize::MAX,
         }
     }
 
@@ -108,6 +112,8 @@ enum ScrapeError {
     Timeout(Duration),
     #[error("body is not UTF-8")]
     Utf8,
+    #[error("sample limit exceeded: {0} samples, limit {1}")]
+    SampleLimit(usize, usize),
 }
 
 fn now_ms() -> i64 {
@@ -179,7 +185,17 @@ impl Scraper {
         let result = match tokio::time::timeout(self.target.timeout, self.fetch()).await {
             Ok(r) => r.and_then(|(body, format)| Ok(parse(&body, format)?)),
             Err(_) => Err(ScrapeError::Timeout(self.target.timeout)),
-        };
+        }
+        .and_then(|parsed| {
+            if parsed.len() > self.target.sample_limit {
+                Err(ScrapeError::SampleLimit(
+                    parsed.len(),
+                    self.target.sample_limit,
+                ))
+            } else {
+                Ok(parsed)
+            }
+        });
         let mut current = HashSet::new();
         let mut added = 0;
         let mut samples = 0;

@@ -19,7 +19,8 @@ pub fn targets(svc: &Service) -> Vec<(String, ScrapeTarget)> {
     }
     m.scrape
         .iter()
-        .filter_map(|entry| {
+        .filter_map(|e| {
+            let entry = &e.target;
             let (name, url, token) = match svc.config.targets.get(entry) {
                 Some(t) => (
                     entry.clone(),
@@ -29,7 +30,14 @@ pub fn targets(svc: &Service) -> Vec<(String, ScrapeTarget)> {
                 None => (entry.clone(), entry.clone(), None),
             };
             let url = url::Url::parse(&url).ok()?;
-            let mut t = ScrapeTarget::new(&m.job, url, m.interval.std());
+            let mut t = ScrapeTarget::new(&m.job, url, e.interval.unwrap_or(m.interval).std());
+            if let Some(timeout) = e.timeout {
+                t.timeout = timeout.std().min(t.interval);
+            }
+            t.honor_labels = e.honor_labels;
+            t.honor_timestamps = e.honor_timestamps;
+            t.sample_limit = e.sample_limit;
+            t.labels = e.labels.clone();
             t.bearer_token = token;
             if svc.config.targets.contains_key(entry) {
                 t.labels.insert("target".into(), entry.clone());
