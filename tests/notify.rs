@@ -103,4 +103,13 @@ impl Smtp {
     pub fn received(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
+
+    /// Waits (bounded) until a received message contains `needle`; returns all received.
+    pub async fn wait_for(&self, needle: &str, limit: std::time::Duration) -> String {
+        crate::net::eventually(&format!("an email with {needle:?}"), limit, || async {
+            let m = self.received();
+            m.contains(needle).then_some(m)
+        })
+        .await
+    }
 }

@@ -168,3 +168,13 @@ pub fn unpack(
     }
     Ok((manifest, files))
 }
+
+/// The engine state (`state.json`) in a verified backup archive.
+pub fn state_in(archive: &Path) -> J {
+    let (_, files) = unpack(archive).expect("the archive verifies");
+    files
+        .iter()
+        .find(|(p, _)| p.ends_with("state.json"))
+        .map(|(_, d)| serde_json::from_slice(d).expect("state.json is JSON"))
+        .expect("state.json in the archive")
+}

@@ -182,12 +182,7 @@ impl World {
                 .as_str()
                 .expect("archive path"),
         );
-        let (_, files) = sluice::unpack(&archive).expect("the archive verifies");
-        let state = files
-            .iter()
-            .find(|(p, _)| p.ends_with("state.json"))
-            .map(|(_, d)| serde_json::from_slice(d).expect("state.json is JSON"))
-            .expect("state.json in the archive");
+        let state = sluice::state_in(&archive);
         (out, archive, state)
     }
 

@@ -251,15 +251,7 @@ async fn a_dead_primary_fires_engine_down_and_the_standby_takes_over_with_its_st
         .as_str()
         .expect("archive")
         .to_string();
-    let (_, files) = sluice_tests::sluice::unpack(std::path::Path::new(&archive)).unwrap();
-    let backed_up: serde_json::Value = serde_json::from_slice(
-        files
-            .iter()
-            .find(|(p, _)| p.ends_with("state.json"))
-            .unwrap()
-            .1,
-    )
-    .unwrap();
+    let backed_up = sluice_tests::sluice::state_in(std::path::Path::new(&archive));
 
     // The primary dies (kill -9) and cannot come back: its config is gone,
     // so the supervisor's restarts fail too.

@@ -314,11 +314,9 @@ async fn daily_health_check_emails_the_report() {
     assert_succeeded(&out);
     assert_eq!(out.steps["ready"]["status"], "succeeded");
     let smtp = w.smtp.as_ref().unwrap();
-    let mail = eventually("the report email", Duration::from_secs(30), || async {
-        let m = smtp.received();
-        m.contains("Daily health check").then_some(m)
-    })
-    .await;
+    let mail = smtp
+        .wait_for("Daily health check", Duration::from_secs(30))
+        .await;
     assert!(
         mail.contains("Subject: Sluice daily health check: ready"),
         "{mail}"

@@ -244,15 +244,7 @@ async fn failover_takes_the_live_state_when_the_primary_still_answers_and_fences
         "the live state was used"
     );
     assert!(!answers(&w.primary).await, "the primary was not fenced");
-    let (_, files) = sluice_tests::sluice::unpack(std::path::Path::new(live)).unwrap();
-    let exported: J = serde_json::from_slice(
-        files
-            .iter()
-            .find(|(p, _)| p.ends_with("state.json"))
-            .unwrap()
-            .1,
-    )
-    .unwrap();
+    let exported = sluice_tests::sluice::state_in(std::path::Path::new(live));
     let now = get_json_at(&standby, "/admin/state/export").await;
     assert_eq!(
         output(&out, "import")["body"]["windows"].as_u64().unwrap() as usize,

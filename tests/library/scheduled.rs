@@ -12,7 +12,6 @@ use std::time::{Duration, SystemTime};
 use chrono::{TimeZone, Utc};
 use serde_json::Value as J;
 use sluice_tests::engine::wait_processing;
-use sluice_tests::net::eventually;
 use sluice_tests::served::{JumpClock, Served};
 use sluice_tests::sluice::unpack;
 use sluice_tests::world::WorldOpts;
@@ -189,11 +188,7 @@ async fn one_night_of_schedules_backs_up_maintains_cleans_and_reports() {
     s.reload().await;
     scheduled_run(&s, "daily-health-check").await;
     let smtp = s.w.smtp.as_ref().unwrap();
-    let mail = eventually("the report email", LIMIT, || async {
-        let m = smtp.received();
-        m.contains("Daily health check").then_some(m)
-    })
-    .await;
+    let mail = smtp.wait_for("Daily health check", LIMIT).await;
     assert!(
         mail.contains("Subject: Sluice daily health check: ready"),
         "{mail}"
