@@ -103,7 +103,9 @@ enum Command {
         oneshot::Sender<Result<(), ImportRefused>>,
     ),
     Cleanup(oneshot::Sender<CleanupReport>),
-    Stop(oneshot::Sender<()>),
+    /// Deliver, commit and end; `true`: another member of the group has just
+    /// left, so first take part in the rebalance that starts.
+    Stop(oneshot::Sender<()>, bool),
 }
 
 struct WorkerHandle {
@@ -243,12 +245,12 @@ impl Pipeline {
     /// Delivers what is pending, commits, and stops every worker.
     ///
     /// One worker at a time, each gone (its consumer closed, so it has left
-    /// the group) before the next is asked: the next waits for the rebalance
-    /// that departure starts to settle, so no member leaves mid-rebalance.
+    /// the group) before the next is asked; the next first takes part in the
+    /// rebalance that departure starts, so no member leaves mid-rebalance.
     pub async fn stop(self) {
-        for w in self.workers {
+        for (i, w) in self.workers.into_iter().enumerate() {
             let (tx, rx) = oneshot::channel();
-            if w.tx.send(Command::Stop(tx)).await.is_ok() {
+            if w.tx.send(Command::Stop(tx, i > 0)).await.is_ok() {
                 let _ = tokio::time::timeout(COMMAND_TIMEOUT, rx).await;
             }
             let mut join = w.join;

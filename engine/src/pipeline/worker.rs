@@ -69,7 +69,9 @@ pub(super) struct Worker {
     kafka: KafkaHealth,
     last_commit: Instant,
     /// A stop that waits for the group join to complete (see [`Worker::stop`]).
-    stop_pending: Option<(tokio::sync::oneshot::Sender<()>, Instant)>,
+    /// A stop waiting for the group: the reply, the deadline, and the
+    /// assignment count to exceed first (a peer's departure to be rebalanced).
+    stop_pending: Option<(tokio::sync::oneshot::Sender<()>, Instant, u64)>,
 }
 
 /// What the worker knows about its connection to the brokers.
@@ -189,9 +191,11 @@ impl Worker {
                     None => return Ok(()),
                 },
                 _ = tick.tick() => {
-                    if let Some((_, deadline)) = &self.stop_pending
-                        && (self.consumer.context().settled() || Instant::now() >= *deadline)
-                        && let Some((reply, _)) = self.stop_pending.take()
+                    if let Some((_, deadline, after)) = &self.stop_pending
+                        && ((self.consumer.context().settled()
+                            && self.consumer.context().assigns() > *after)
+                            || Instant::now() >= *deadline)
+                        && let Some((reply, _, _)) = self.stop_pending.take()
                     {
                         self.stop(reply).await;
                         continue;
@@ -647,8 +651,11 @@ impl Worker {
                 let report = self.cleanup().await;
                 let _ = reply.send(report);
             }
-            Command::Stop(reply) => {
-                if self.by_topic.is_empty() || self.consumer.context().settled() {
+            Command::Stop(reply, peer_left) => {
+                let ctx = self.consumer.context();
+                // After a peer left, wait for one more assignment (the rebalance).
+                let after = ctx.assigns().saturating_sub(u64::from(!peer_left));
+                if self.by_topic.is_empty() || (ctx.settled() && ctx.assigns() > after) {
                     self.stop(reply).await;
                 } else {
                     // Leaving a group in the middle of a join or rebalance leaves
@@ -656,7 +663,7 @@ impl Worker {
                     // that never settles: let it settle first (bounded).
                     self.engine
                         .beat(self.id, "stopping: waiting for the group to settle");
-                    self.stop_pending = Some((reply, Instant::now() + JOIN_BEFORE_LEAVE));
+                    self.stop_pending = Some((reply, Instant::now() + JOIN_BEFORE_LEAVE, after));
                 }
             }
         }

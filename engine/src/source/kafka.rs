@@ -24,6 +24,8 @@ pub struct GroupContext {
     joined: AtomicBool,
     /// Holds an assignment now: cleared by a revoke until the next assign.
     assigned: AtomicBool,
+    /// Assignments received so far.
+    assigns: std::sync::atomic::AtomicU64,
     stats_seen: AtomicBool,
     steady_since: Mutex<Option<Instant>>,
 }
@@ -32,6 +34,11 @@ pub struct GroupContext {
 const SETTLED_AFTER: Duration = Duration::from_millis(1500);
 
 impl GroupContext {
+    /// How many assignments this member has received (a rebalance adds one).
+    pub fn assigns(&self) -> u64 {
+        self.assigns.load(Ordering::Relaxed)
+    }
+
     /// Whether the first rebalance (join) of this member completed.
     pub fn joined(&self) -> bool {
         self.joined.load(Ordering::Relaxed)
@@ -95,6 +102,7 @@ impl ConsumerContext for GroupContext {
             Rebalance::Assign(tpl) => {
                 self.joined.store(true, Ordering::Relaxed);
                 self.assigned.store(true, Ordering::Relaxed);
+                self.assigns.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(
                     partitions = tpl.count(),
                     "Consumer group assignment received."
