@@ -150,8 +150,6 @@ async fn run(mut conn: SqliteConnection, mut rx: mpsc::UnboundedReceiver<Job>) {
     let mut seqs: HashMap<String, i64> = HashMap::new();
     // First failure of a record nobody waited for, by run.
     let mut failed: HashMap<String, String> = HashMap::new();
-    let mut hist: std::collections::BTreeMap<usize, usize> = Default::default();
-    let mut busy = std::time::Duration::ZERO;
     while let Some(first) = rx.recv().await {
         // Let records handed over at the same moment join this commit.
         tokio::task::yield_now().await;
@@ -179,10 +177,7 @@ async fn run(mut conn: SqliteConnection, mut rx: mpsc::UnboundedReceiver<Job>) {
             }
         }
         let ops: Vec<&Op> = writes.iter().map(|(op, _)| op).collect();
-        *hist.entry(ops.len()).or_default() += 1;
-        let t0 = std::time::Instant::now();
         let results = commit(&mut conn, &mut seqs, &ops).await;
-        busy += t0.elapsed();
         for ((op, reply), r) in writes.into_iter().zip(results) {
             match reply {
                 Reply::Wait(done) => {
@@ -209,9 +204,6 @@ async fn run(mut conn: SqliteConnection, mut rx: mpsc::UnboundedReceiver<Job>) {
         if failed.len() > MAX_REMEMBERED_RUNS {
             failed.clear();
         }
-    }
-    if std::env::var("WRITER_STATS").is_ok() {
-        eprintln!("writer batches {hist:?} busy {busy:?}");
     }
 }
 
@@ -281,39 +273,7 @@ async fn commit_together(
     sql.push_str("COMMIT;");
     let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
     for (op, seq) in batch.iter().zip(seq_of) {
-        q = match op {
-            Op::Start {
-                run_id,
-                path,
-                kind,
-                inputs,
-                started_at,
-            } => q
-                .bind(run_id.clone())
-                .bind(path.clone())
-                .bind(seq.unwrap_or_default())
-                .bind(kind.clone())
-                .bind(inputs.clone())
-                .bind(started_at.clone()),
-            Op::Finish {
-                run_id,
-                path,
-                status,
-                outputs,
-                logs,
-                error,
-                attempts,
-                finished_at,
-            } => q
-                .bind(status.clone())
-                .bind(outputs.clone())
-                .bind(logs.clone())
-                .bind(error.clone())
-                .bind(*attempts)
-                .bind(finished_at.clone())
-                .bind(run_id.clone())
-                .bind(path.clone()),
-        };
+        q = bind(q, op, seq.unwrap_or_default());
     }
     q.execute(&mut *conn).await?;
     Ok(())
@@ -342,6 +302,18 @@ async fn apply(
     seqs: &mut HashMap<String, i64>,
     op: &Op,
 ) -> Result<(), sqlx::Error> {
+    let (sql, seq) = match op {
+        Op::Start { run_id, .. } => (START_SQL, next_seq(conn, seqs, run_id).await?),
+        Op::Finish { .. } => (super::FINISH_SQL, 0),
+    };
+    bind(sqlx::query(sql), op, seq).execute(&mut *conn).await?;
+    Ok(())
+}
+
+type Query<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>;
+
+/// Binds `op`'s parameters in `START_SQL` / `FINISH_SQL` order (`seq`: a start's).
+fn bind<'q>(q: Query<'q>, op: &'q Op, seq: i64) -> Query<'q> {
     match op {
         Op::Start {
             run_id,
@@ -349,18 +321,13 @@ async fn apply(
             kind,
             inputs,
             started_at,
-        } => {
-            let seq = next_seq(conn, seqs, run_id).await?;
-            sqlx::query(START_SQL)
-                .bind(run_id)
-                .bind(path)
-                .bind(seq)
-                .bind(kind)
-                .bind(inputs)
-                .bind(started_at)
-                .execute(&mut *conn)
-                .await?;
-        }
+        } => q
+            .bind(run_id)
+            .bind(path)
+            .bind(seq)
+            .bind(kind)
+            .bind(inputs)
+            .bind(started_at),
         Op::Finish {
             run_id,
             path,
@@ -370,21 +337,16 @@ async fn apply(
             error,
             attempts,
             finished_at,
-        } => {
-            sqlx::query(super::FINISH_SQL)
-                .bind(status)
-                .bind(outputs)
-                .bind(logs)
-                .bind(error.as_deref())
-                .bind(attempts)
-                .bind(finished_at)
-                .bind(run_id)
-                .bind(path)
-                .execute(&mut *conn)
-                .await?;
-        }
+        } => q
+            .bind(status)
+            .bind(outputs)
+            .bind(logs)
+            .bind(error.as_deref())
+            .bind(*attempts)
+            .bind(finished_at)
+            .bind(run_id)
+            .bind(path),
     }
-    Ok(())
 }
 
 #[cfg(test)]
