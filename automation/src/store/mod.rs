@@ -30,6 +30,8 @@ pub enum StoreError {
     NoPendingApproval(String),
     #[error("corrupt record: {0}")]
     Corrupt(String),
+    #[error("run store writer: {0}")]
+    Writer(String),
     #[error("`{claim}` was already claimed by run {run_id}")]
     Claimed { claim: String, run_id: String },
 }
@@ -43,8 +45,8 @@ enum Pool {
 #[derive(Clone)]
 pub struct Store {
     pool: std::sync::Arc<Pool>,
-    /// SQLite files: step records go through one group-committing writer.
-    steps: Option<std::sync::Arc<writer::StepWriter>>,
+    /// SQLite files: run and step records go through one group-committing writer.
+    writer: Option<std::sync::Arc<writer::Writer>>,
 }
 
 const FINISH_SQL: &str = "UPDATE steps SET status = $1, outputs = $2, logs = $3, error = $4, attempts = $5, finished_at = $6 \
@@ -58,6 +60,44 @@ macro_rules! on_pool {
             Pool::Postgres($p) => $body,
         }
     };
+}
+
+/// A (text or NULL) parameter of a write that may go to the writer or a pool.
+pub(crate) struct Arg(Option<String>);
+
+impl From<&str> for Arg {
+    fn from(s: &str) -> Arg {
+        Arg(Some(s.to_string()))
+    }
+}
+
+impl From<String> for Arg {
+    fn from(s: String) -> Arg {
+        Arg(Some(s))
+    }
+}
+
+impl From<Option<&str>> for Arg {
+    fn from(s: Option<&str>) -> Arg {
+        Arg(s.map(str::to_string))
+    }
+}
+
+impl From<Option<String>> for Arg {
+    fn from(s: Option<String>) -> Arg {
+        Arg(s)
+    }
+}
+
+/// Binds `args` in order to a sqlx query of either database.
+macro_rules! bind_args {
+    ($q:expr, $args:expr) => {{
+        let mut q = $q;
+        for a in $args {
+            q = q.bind(a.0.clone());
+        }
+        q
+    }};
 }
 
 pub struct NewRun<'a> {
@@ -266,7 +306,7 @@ macro_rules! approval_record {
 impl Store {
     /// Opens (creating if needed) and migrates the store at `url`.
     pub async fn connect(url: &str) -> Result<Store, StoreError> {
-        let mut writer_options = None;
+        let mut writer_path = None;
         let pool = if let Some(path) = url
             .strip_prefix("sqlite://")
             .or_else(|| url.strip_prefix("sqlite:"))
@@ -291,7 +331,7 @@ impl Store {
             // One in-memory database must be one connection.
             let max = if path == ":memory:" { 1 } else { 4 };
             if path != ":memory:" {
-                writer_options = Some(options.clone());
+                writer_path = Some(std::path::PathBuf::from(path));
             }
             Pool::Sqlite(
                 SqlitePoolOptions::new()
@@ -314,14 +354,12 @@ impl Store {
         };
         let mut store = Store {
             pool: std::sync::Arc::new(pool),
-            steps: None,
+            writer: None,
         };
         let migrator = sqlx::migrate!("./migrations");
         on_pool!(store, p => { migrator.run(p).await?; });
-        if let Some(options) = writer_options {
-            store.steps = Some(std::sync::Arc::new(
-                writer::StepWriter::open(&options).await?,
-            ));
+        if let Some(path) = writer_path {
+            store.writer = Some(std::sync::Arc::new(writer::Writer::open(&path).await?));
         }
         Ok(store)
     }
@@ -341,25 +379,24 @@ impl Store {
                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
                    ON CONFLICT DO NOTHING";
         let queued_at = (run.status == RunStatus::Queued).then(|| ts(run.started_at));
-        let written: u64 = on_pool!(self, p => sqlx::query(sql)
-            .bind(run.id)
-            .bind(run.runbook)
-            .bind(run.status.as_str())
-            .bind(run.trigger)
-            .bind(run.who)
-            .bind(json_text(run.params))
-            .bind(run.parent)
-            .bind(ts(run.started_at))
-            .bind(run.owner)
-            .bind(run.guard_key)
-            .bind(run.claim)
-            .bind(run.request.map(json_text))
-            .bind(run.definition)
-            .bind(run.source)
-            .bind(queued_at)
-            .execute(p)
-            .await?
-            .rows_affected());
+        let args = vec![
+            Arg::from(run.id),
+            run.runbook.into(),
+            run.status.as_str().into(),
+            run.trigger.into(),
+            run.who.into(),
+            json_text(run.params).into(),
+            run.parent.into(),
+            ts(run.started_at).into(),
+            run.owner.into(),
+            run.guard_key.into(),
+            run.claim.into(),
+            run.request.map(json_text).into(),
+            run.definition.into(),
+            run.source.into(),
+            queued_at.into(),
+        ];
+        let written = self.write_run(run.id, sql, args).await?;
         if written == 1 {
             return Ok(());
         }
@@ -389,10 +426,33 @@ impl Store {
         })
     }
 
+    /// Writes a record of run `run_id`: on SQLite files through the step
+    /// writer (one writer, in order with the run's steps, no lock contention
+    /// between connections), otherwise on the pool. Returns the rows changed.
+    async fn write_run(
+        &self,
+        run_id: &str,
+        sql: &'static str,
+        args: Vec<Arg>,
+    ) -> Result<u64, StoreError> {
+        if let Some(w) = &self.writer {
+            let op = writer::Op::Exec {
+                run_id: run_id.to_string(),
+                sql,
+                args,
+            };
+            return Ok(w.write(op).await? as u64);
+        }
+        Ok(
+            on_pool!(self, p => bind_args!(sqlx::query(sql), &args).execute(p).await?.rows_affected()),
+        )
+    }
+
     /// Replaces the recorded parameters (after defaults and templates are resolved).
     pub async fn set_run_params(&self, id: &str, params: &J) -> Result<(), StoreError> {
         let sql = "UPDATE runs SET params = $1 WHERE id = $2";
-        on_pool!(self, p => { sqlx::query(sql).bind(json_text(params)).bind(id).execute(p).await?; });
+        self.write_run(id, sql, vec![json_text(params).into(), id.into()])
+            .await?;
         Ok(())
     }
 
@@ -406,7 +466,9 @@ impl Store {
 
     pub async fn set_run_status(&self, id: &str, status: RunStatus) -> Result<(), StoreError> {
         let sql = "UPDATE runs SET status = $1 WHERE id = $2";
-        let done: u64 = on_pool!(self, p => sqlx::query(sql).bind(status.as_str()).bind(id).execute(p).await?.rows_affected());
+        let done = self
+            .write_run(id, sql, vec![status.as_str().into(), id.into()])
+            .await?;
         if done == 0 {
             return Err(StoreError::NoSuchRun(id.to_string()));
         }
@@ -423,7 +485,13 @@ impl Store {
         // The run's step records first: a finished run never shows a step still running.
         self.flush_steps(id).await?;
         let sql = "UPDATE runs SET status = $1, error = $2, finished_at = $3 WHERE id = $4";
-        on_pool!(self, p => { sqlx::query(sql).bind(status.as_str()).bind(error).bind(ts(at)).bind(id).execute(p).await?; });
+        let args = vec![
+            status.as_str().into(),
+            error.into(),
+            ts(at).into(),
+            id.into(),
+        ];
+        self.write_run(id, sql, args).await?;
         Ok(())
     }
 
@@ -445,16 +513,16 @@ impl Store {
                     .await?
             };
         }
-        if let Some(w) = &self.steps {
-            return w
-                .write(writer::Op::Start {
-                    run_id: s.run_id.to_string(),
-                    path: s.path.to_string(),
-                    kind: s.kind.to_string(),
-                    inputs: json_text(s.inputs),
-                    started_at: ts(s.started_at),
-                })
-                .await;
+        if let Some(w) = &self.writer {
+            w.write(writer::Op::Start {
+                run_id: s.run_id.to_string(),
+                path: s.path.to_string(),
+                kind: s.kind.to_string(),
+                inputs: json_text(s.inputs),
+                started_at: ts(s.started_at),
+            })
+            .await?;
+            return Ok(());
         }
         match &*self.pool {
             // SQLite runs one writer at a time: MAX(seq) + 1 cannot be read twice.
@@ -481,7 +549,7 @@ impl Store {
     /// without the caller waiting; [`Store::finish_run`] waits for it.
     pub async fn finish_step(&self, s: &StepEnd<'_>) -> Result<(), StoreError> {
         let logs = serde_json::to_string(s.logs).unwrap_or_else(|_| "[]".into());
-        if let Some(w) = &self.steps {
+        if let Some(w) = &self.writer {
             return w.write_behind(writer::Op::Finish {
                 run_id: s.run_id.to_string(),
                 path: s.path.to_string(),
@@ -562,16 +630,16 @@ impl Store {
     /// Waits until the step records of this store handed over so far are
     /// committed; fails with a step record of `run_id` that could not be written.
     async fn flush_steps(&self, run_id: &str) -> Result<(), StoreError> {
-        match &self.steps {
-            Some(w) => w.flush(run_id, true).await,
-            None => Ok(()),
+        if let Some(w) = &self.writer {
+            w.flush(run_id, true).await?;
         }
+        Ok(())
     }
 
     /// One run and its steps in execution order.
     pub async fn get_run(&self, id: &str) -> Result<(RunRecord, Vec<StepRecord>), StoreError> {
         // Read what this store handed over (a failure is the run's to report, not the reader's).
-        if let Some(w) = &self.steps {
+        if let Some(w) = &self.writer {
             let _ = w.flush(id, false).await;
         }
         let run_sql = format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = $1");

@@ -1,20 +1,23 @@
-//! Step records on SQLite through one writer with group commit.
+//! Run and step records on SQLite through one writer thread with group commit.
 //!
 //! Every step writes twice (`running` before it executes, finished after —
 //! the executor's durability contract), so these writes set the executor's
 //! overhead. How they are made:
 //!
-//! - one dedicated connection writes every step record, in the order they
-//!   were handed over, so its page cache stays valid (a pool rotating four
-//!   connections re-read pages after every write of another connection);
+//! - one dedicated thread owns one connection (rusqlite, the SQLite C API
+//!   called directly) and writes every step record, and the run records of
+//!   the runs this process executes, in the order they were handed over: no
+//!   hop through a driver's worker thread, statements prepared once, no
+//!   waiting for another connection's write lock, and a page cache no other
+//!   connection's writes invalidate;
 //! - records handed over at the same moment (concurrent runs, parallel
-//!   steps, a step's end and the next step's start) are committed together:
-//!   one call of one transaction, one commit; a lone record is a single
-//!   autocommit statement;
+//!   steps, a step's end and the next step's start) are committed together in
+//!   one transaction; a record nobody waits for (a step's end) waits up to
+//!   [`HOLD`] for company, so a run's sequential steps cost one commit each;
 //! - a start waits until it is committed (nothing runs before its `running`
 //!   record is durable). A finish does not wait: it is committed before or
 //!   together with the next record handed over — the next step's start, so
-//!   still before that step runs — and [`StepWriter::flush`] waits for a
+//!   still before that step runs — and [`Writer::flush`] waits for a
 //!   run's records before its final status is written. A finish that fails
 //!   fails the run's next start or flush with its error;
 //! - a run's next `seq` is kept in memory after its first step instead of
@@ -27,10 +30,12 @@
 //! as if it had died during the step — and is resumed only if idempotent.
 
 use std::collections::HashMap;
+use std::path::Path;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::time::Duration;
 
-use sqlx::Connection;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
-use tokio::sync::{mpsc, oneshot};
+use rusqlite::{Connection, OpenFlags, TransactionBehavior, params};
+use tokio::sync::oneshot;
 
 use super::StoreError;
 
@@ -38,13 +43,19 @@ use super::StoreError;
 const MAX_BATCH: usize = 256;
 /// Runs whose next `seq` is remembered; beyond, the table starts over (a miss is one query).
 const MAX_REMEMBERED_RUNS: usize = 10_000;
+/// How long records nobody waits for are held for a record that is waited
+/// for (a step's end for the next step's start) before they are committed alone.
+const HOLD: Duration = Duration::from_millis(2);
+/// How long a write waits for another connection's write lock.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
-pub(super) const START_SQL: &str = "INSERT INTO steps (run_id, path, seq, kind, status, inputs, started_at) \
+const START_SQL: &str = "INSERT INTO steps (run_id, path, seq, kind, status, inputs, started_at) \
     VALUES ($1, $2, $3, $4, 'running', $5, $6) \
     ON CONFLICT (run_id, path) DO UPDATE SET status = 'running', inputs = excluded.inputs, \
     started_at = excluded.started_at, finished_at = NULL, error = NULL";
+const MAX_SEQ_SQL: &str = "SELECT COALESCE(MAX(seq), 0) FROM steps WHERE run_id = $1";
 
-/// One step record, owned (it crosses to the writer task).
+/// One write, owned (it crosses to the writer thread).
 pub(super) enum Op {
     Start {
         run_id: String,
@@ -63,11 +74,27 @@ pub(super) enum Op {
         attempts: i64,
         finished_at: String,
     },
+    /// Another write of a run's records (the run itself): `sql` numbers its
+    /// parameters `$1`, `$2`, … in order of appearance, bound by position.
+    Exec {
+        run_id: String,
+        sql: &'static str,
+        args: Vec<super::Arg>,
+    },
 }
 
-/// Who hears the outcome: a waiting caller, nobody (a finish), or a flush.
+impl rusqlite::ToSql for super::Arg {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        self.0.to_sql()
+    }
+}
+
+/// Rows a write changed, or why it failed.
+type Outcome = Result<usize, String>;
+
+/// Who hears the outcome: a waiting caller, or nobody (a finish).
 enum Reply {
-    Wait(oneshot::Sender<Result<(), String>>),
+    Wait(oneshot::Sender<Outcome>),
     Behind,
 }
 
@@ -79,38 +106,70 @@ enum Job {
     Flush {
         run_id: String,
         take: bool,
-        done: oneshot::Sender<Result<(), String>>,
+        done: oneshot::Sender<Outcome>,
     },
 }
 
-/// Handle to the writer task; it stops when every handle is dropped.
-pub(super) struct StepWriter {
-    tx: mpsc::UnboundedSender<Job>,
+impl Job {
+    fn waited_for(&self) -> bool {
+        !matches!(self, Job::Write(_, Reply::Behind))
+    }
+}
+
+/// Handle to the writer thread; it stops when every handle is dropped, after
+/// committing what was handed over.
+pub(super) struct Writer {
+    tx: Sender<Job>,
 }
 
 fn stopped() -> StoreError {
-    StoreError::Corrupt("the step-record writer stopped".into())
+    StoreError::Writer("the record writer stopped".into())
 }
 
-async fn answer(wait: oneshot::Receiver<Result<(), String>>) -> Result<(), StoreError> {
+async fn answer(wait: oneshot::Receiver<Outcome>) -> Result<usize, StoreError> {
     match wait.await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(StoreError::Db(sqlx::Error::Protocol(e))),
+        Ok(Ok(n)) => Ok(n),
+        Ok(Err(e)) => Err(StoreError::Writer(e)),
         Err(_) => Err(stopped()),
     }
 }
 
-impl StepWriter {
-    /// Opens the writer's own connection and starts its task.
-    pub(super) async fn open(options: &SqliteConnectOptions) -> Result<StepWriter, StoreError> {
-        let conn = SqliteConnection::connect_with(options).await?;
-        let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run(conn, rx));
-        Ok(StepWriter { tx })
+/// The writer's connection, with the pool's settings (WAL is the file's, set by the pool).
+fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "foreign_keys", true)?;
+    Ok(conn)
+}
+
+impl Writer {
+    /// Opens the writer's own connection to the (existing, migrated) file and starts its thread.
+    pub(super) async fn open(path: &Path) -> Result<Writer, StoreError> {
+        let (tx, rx) = mpsc::channel();
+        let (ready, opened) = oneshot::channel();
+        let path = path.to_path_buf();
+        std::thread::Builder::new()
+            .name("sluice-store-writer".into())
+            .spawn(move || match open_connection(&path) {
+                Ok(conn) => {
+                    let _ = ready.send(Ok(0));
+                    run(conn, rx);
+                }
+                Err(e) => {
+                    let _ = ready.send(Err(format!("opening {}: {e}", path.display())));
+                }
+            })
+            .map_err(|e| StoreError::Writer(format!("cannot start the record writer: {e}")))?;
+        answer(opened).await?;
+        Ok(Writer { tx })
     }
 
-    /// Writes one record; returns once it is committed.
-    pub(super) async fn write(&self, op: Op) -> Result<(), StoreError> {
+    /// Writes one record; returns the rows it changed once it is committed.
+    pub(super) async fn write(&self, op: Op) -> Result<usize, StoreError> {
         let (done, wait) = oneshot::channel();
         self.tx
             .send(Job::Write(op, Reply::Wait(done)))
@@ -127,7 +186,7 @@ impl StepWriter {
 
     /// Waits until every record handed over so far is committed; fails with
     /// (and, with `take`, forgets) a failure of `run_id`'s records nobody waited for.
-    pub(super) async fn flush(&self, run_id: &str, take: bool) -> Result<(), StoreError> {
+    pub(super) async fn flush(&self, run_id: &str, take: bool) -> Result<usize, StoreError> {
         let (done, wait) = oneshot::channel();
         self.tx
             .send(Job::Flush {
@@ -142,24 +201,42 @@ impl StepWriter {
 
 fn run_of(op: &Op) -> &str {
     match op {
-        Op::Start { run_id, .. } | Op::Finish { run_id, .. } => run_id,
+        Op::Start { run_id, .. } | Op::Finish { run_id, .. } | Op::Exec { run_id, .. } => run_id,
     }
 }
 
-async fn run(mut conn: SqliteConnection, mut rx: mpsc::UnboundedReceiver<Job>) {
+/// Moves what is queued into `jobs`, up to [`MAX_BATCH`].
+fn drain(rx: &Receiver<Job>, jobs: &mut Vec<Job>) {
+    while jobs.len() < MAX_BATCH {
+        match rx.try_recv() {
+            Ok(job) => jobs.push(job),
+            Err(_) => break,
+        }
+    }
+}
+
+/// The next batch: what is queued, and — while nothing in it is waited for —
+/// what arrives within [`HOLD`]. `None` once every handle is gone and all is done.
+fn next_batch(rx: &Receiver<Job>) -> Option<Vec<Job>> {
+    let mut jobs = vec![rx.recv().ok()?];
+    drain(rx, &mut jobs);
+    while jobs.len() < MAX_BATCH && !jobs.iter().any(Job::waited_for) {
+        match rx.recv_timeout(HOLD) {
+            Ok(job) => {
+                jobs.push(job);
+                drain(rx, &mut jobs);
+            }
+            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    Some(jobs)
+}
+
+fn run(mut conn: Connection, rx: Receiver<Job>) {
     let mut seqs: HashMap<String, i64> = HashMap::new();
     // First failure of a record nobody waited for, by run.
     let mut failed: HashMap<String, String> = HashMap::new();
-    while let Some(first) = rx.recv().await {
-        // Let records handed over at the same moment join this commit.
-        tokio::task::yield_now().await;
-        let mut jobs = vec![first];
-        while jobs.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(job) => jobs.push(job),
-                Err(_) => break,
-            }
-        }
+    while let Some(jobs) = next_batch(&rx) {
         if seqs.len() > MAX_REMEMBERED_RUNS {
             seqs.clear();
         }
@@ -177,7 +254,7 @@ async fn run(mut conn: SqliteConnection, mut rx: mpsc::UnboundedReceiver<Job>) {
             }
         }
         let ops: Vec<&Op> = writes.iter().map(|(op, _)| op).collect();
-        let results = commit(&mut conn, &mut seqs, &ops).await;
+        let results = commit(&mut conn, &mut seqs, &ops);
         for ((op, reply), r) in writes.into_iter().zip(results) {
             match reply {
                 Reply::Wait(done) => {
@@ -185,6 +262,7 @@ async fn run(mut conn: SqliteConnection, mut rx: mpsc::UnboundedReceiver<Job>) {
                 }
                 Reply::Behind => {
                     if let Err(e) = r {
+                        tracing::warn!(run = run_of(&op), error = %e, "step record not written");
                         failed.entry(run_of(&op).to_string()).or_insert(e);
                     }
                 }
@@ -198,7 +276,7 @@ async fn run(mut conn: SqliteConnection, mut rx: mpsc::UnboundedReceiver<Job>) {
             };
             let _ = done.send(match failure {
                 Some(e) => Err(format!("a step record failed: {e}")),
-                None => Ok(()),
+                None => Ok(0),
             });
         }
         if failed.len() > MAX_REMEMBERED_RUNS {
@@ -207,127 +285,89 @@ async fn run(mut conn: SqliteConnection, mut rx: mpsc::UnboundedReceiver<Job>) {
     }
 }
 
-/// Commits the batch. A lone record is one autocommit statement. Several are
-/// one call of one transaction (`BEGIN; …; COMMIT`, in the order handed
-/// over), so the batch costs one hand-off to SQLite's thread and one commit.
-/// If the batch fails, each record is written on its own so a bad record
-/// fails only its own caller.
-async fn commit(
-    conn: &mut SqliteConnection,
-    seqs: &mut HashMap<String, i64>,
-    batch: &[&Op],
-) -> Vec<Result<(), String>> {
+/// Commits the batch in one transaction, in the order handed over (a step's
+/// finish before a later start of the same path). If it fails, each record
+/// is committed on its own so a bad record fails only its own caller.
+fn commit(conn: &mut Connection, seqs: &mut HashMap<String, i64>, batch: &[&Op]) -> Vec<Outcome> {
     if batch.is_empty() {
         return Vec::new();
     }
     if batch.len() > 1 {
-        match commit_together(conn, seqs, batch).await {
-            Ok(()) => return batch.iter().map(|_| Ok(())).collect(),
-            Err(_) => {
-                // Close the failed transaction; the remembered seqs may be ahead (gaps are harmless).
-                let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
-            }
+        // On failure the remembered seqs may be ahead of the rolled-back rows (gaps are harmless).
+        if let Ok(rows) = in_transaction(conn, seqs, batch) {
+            return rows.into_iter().map(Ok).collect();
         }
     }
-    let mut out = Vec::with_capacity(batch.len());
-    for op in batch {
-        out.push(apply(&mut *conn, seqs, op).await.map_err(|e| e.to_string()));
-    }
-    out
+    batch
+        .iter()
+        .map(
+            |op| match in_transaction(conn, seqs, std::slice::from_ref(op)) {
+                Ok(rows) => Ok(rows[0]),
+                Err(e) => Err(e.to_string()),
+            },
+        )
+        .collect()
 }
 
-/// `START_SQL` / `FINISH_SQL` with their parameters numbered from `first`.
-fn numbered(sql: &str, params: usize, first: usize) -> String {
-    let mut out = sql.to_string();
-    // Highest first, so `$1` does not rewrite the start of `$10`.
-    for i in (1..=params).rev() {
-        out = out.replace(&format!("${i}"), &format!("${{{}}}", first + i - 1));
-    }
-    out.replace("${", "$").replace('}', "")
-}
-
-async fn commit_together(
-    conn: &mut SqliteConnection,
+/// `BEGIN IMMEDIATE`: the write lock is taken (waiting up to the busy
+/// timeout) before `MAX(seq)` is read, so a read never has to be upgraded.
+fn in_transaction(
+    conn: &mut Connection,
     seqs: &mut HashMap<String, i64>,
     batch: &[&Op],
-) -> Result<(), sqlx::Error> {
-    // In the order handed over (a step's finish before a later start of the same path).
-    let mut seq_of = Vec::with_capacity(batch.len());
+) -> rusqlite::Result<Vec<usize>> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut rows = Vec::with_capacity(batch.len());
     for op in batch {
-        seq_of.push(match op {
-            Op::Start { run_id, .. } => Some(next_seq(conn, seqs, run_id).await?),
-            Op::Finish { .. } => None,
-        });
+        rows.push(apply(&tx, seqs, op)?);
     }
-    let mut sql = String::from("BEGIN;");
-    let mut n = 1;
-    for op in batch {
-        let (text, params) = match op {
-            Op::Start { .. } => (START_SQL, 6),
-            Op::Finish { .. } => (super::FINISH_SQL, 8),
-        };
-        sql.push_str(&numbered(text, params, n));
-        sql.push(';');
-        n += params;
-    }
-    sql.push_str("COMMIT;");
-    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-    for (op, seq) in batch.iter().zip(seq_of) {
-        q = bind(q, op, seq.unwrap_or_default());
-    }
-    q.execute(&mut *conn).await?;
-    Ok(())
+    tx.commit()?;
+    Ok(rows)
 }
 
 /// The run's next `seq`: remembered, or `MAX(seq) + 1` read once.
-async fn next_seq(
-    conn: &mut SqliteConnection,
+fn next_seq(
+    conn: &Connection,
     seqs: &mut HashMap<String, i64>,
     run_id: &str,
-) -> Result<i64, sqlx::Error> {
+) -> rusqlite::Result<i64> {
     if let Some(n) = seqs.get_mut(run_id) {
         *n += 1;
         return Ok(*n);
     }
-    let max: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM steps WHERE run_id = $1")
-        .bind(run_id)
-        .fetch_one(&mut *conn)
-        .await?;
+    let max: i64 = prepare(conn, MAX_SEQ_SQL)?.query_row([run_id], |row| row.get(0))?;
     seqs.insert(run_id.to_string(), max + 1);
     Ok(max + 1)
 }
 
-async fn apply(
-    conn: &mut SqliteConnection,
-    seqs: &mut HashMap<String, i64>,
-    op: &Op,
-) -> Result<(), sqlx::Error> {
-    let (sql, seq) = match op {
-        Op::Start { run_id, .. } => (START_SQL, next_seq(conn, seqs, run_id).await?),
-        Op::Finish { .. } => (super::FINISH_SQL, 0),
-    };
-    bind(sqlx::query(sql), op, seq).execute(&mut *conn).await?;
-    Ok(())
+/// Prepares `sql` (once per connection), checking that its parameters are
+/// `$1`, `$2`, … in order of appearance, since they are bound by position.
+fn prepare<'c>(conn: &'c Connection, sql: &str) -> rusqlite::Result<rusqlite::CachedStatement<'c>> {
+    let stmt = conn.prepare_cached(sql)?;
+    for i in 1..=stmt.parameter_count() {
+        let name = stmt.parameter_name(i);
+        if name.and_then(|n| n.strip_prefix('$')) != Some(&i.to_string()) {
+            return Err(rusqlite::Error::InvalidParameterName(format!(
+                "parameter {i} of `{sql}` is {name:?}, not ${i}"
+            )));
+        }
+    }
+    Ok(stmt)
 }
 
-type Query<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>;
-
-/// Binds `op`'s parameters in `START_SQL` / `FINISH_SQL` order (`seq`: a start's).
-fn bind<'q>(q: Query<'q>, op: &'q Op, seq: i64) -> Query<'q> {
-    match op {
+fn apply(conn: &Connection, seqs: &mut HashMap<String, i64>, op: &Op) -> rusqlite::Result<usize> {
+    Ok(match op {
         Op::Start {
             run_id,
             path,
             kind,
             inputs,
             started_at,
-        } => q
-            .bind(run_id)
-            .bind(path)
-            .bind(seq)
-            .bind(kind)
-            .bind(inputs)
-            .bind(started_at),
+        } => {
+            let seq = next_seq(conn, seqs, run_id)?;
+            prepare(conn, START_SQL)?
+                .execute(params![run_id, path, seq, kind, inputs, started_at])?
+        }
         Op::Finish {
             run_id,
             path,
@@ -337,32 +377,18 @@ fn bind<'q>(q: Query<'q>, op: &'q Op, seq: i64) -> Query<'q> {
             error,
             attempts,
             finished_at,
-        } => q
-            .bind(status)
-            .bind(outputs)
-            .bind(logs)
-            .bind(error.as_deref())
-            .bind(*attempts)
-            .bind(finished_at)
-            .bind(run_id)
-            .bind(path),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parameters_are_renumbered() {
-        assert_eq!(
-            numbered("a = $1, b = $10, c = $2", 10, 11),
-            "a = $11, b = $20, c = $12"
-        );
-        let start = numbered(START_SQL, 6, 7);
-        assert!(
-            start.contains("VALUES ($7, $8, $9, $10, 'running', $11, $12)"),
-            "{start}"
-        );
-    }
+        } => prepare(conn, super::FINISH_SQL)?.execute(params![
+            status,
+            outputs,
+            logs,
+            error,
+            attempts,
+            finished_at,
+            run_id,
+            path
+        ])?,
+        Op::Exec { sql, args, .. } => {
+            prepare(conn, sql)?.execute(rusqlite::params_from_iter(args))?
+        }
+    })
 }
