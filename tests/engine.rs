@@ -208,14 +208,7 @@ pub async fn answers(url: &str) -> bool {
 
 /// One sample value from `/metrics`: the first series named `name` whose labels contain `labels`.
 pub async fn metric(url: &str, name: &str, labels: &str) -> Option<f64> {
-    let text = net::client()
-        .get(format!("{url}/metrics"))
-        .send()
-        .await
-        .ok()?
-        .text()
-        .await
-        .ok()?;
+    let text = net::get_text(&format!("{url}/metrics")).await?;
     text.lines()
         .filter(|l| !l.starts_with('#'))
         .find(|l| {

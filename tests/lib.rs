@@ -14,12 +14,14 @@
 //! | [`tansu`] | Tansu Kafka-protocol broker, in-memory storage | `Tansu::start()?` |
 //! | [`engine_process`] | the engine binary as a child (kill -9, SIGTERM, restart) | `EngineProcess::start(..)` |
 //! | [`kafka`] | produce and read topics without a group | see the module |
+//! | [`node`] | a loop-mounted ext4 to fill, and node_exporter reporting only it | `LoopFs::mount(..)?`, `NodeExporter::start(..).await?` |
 //! | [`net`] | free ports (never handed out twice), HTTP helpers, polling | — |
 
 pub mod engine;
 pub mod engine_process;
 pub mod kafka;
 pub mod net;
+pub mod node;
 pub mod notify;
 pub mod postgres;
 pub mod served;

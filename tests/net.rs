@@ -55,6 +55,11 @@ pub fn client() -> reqwest::Client {
         .expect("http client")
 }
 
+/// `GET url` as text; `None` if it cannot be fetched (not up yet, say).
+pub async fn get_text(url: &str) -> Option<String> {
+    client().get(url).send().await.ok()?.text().await.ok()
+}
+
 pub async fn get_json(url: &str) -> J {
     let resp = client()
         .get(url)

@@ -55,6 +55,22 @@ pub struct Served {
     http: reqwest::Client,
 }
 
+/// How the service runs beside the world.
+pub struct ServeOpts {
+    pub clock: Arc<dyn Clock>,
+    /// `metrics.scrape` entries besides the primary (YAML flow values).
+    pub scrape: Vec<String>,
+}
+
+impl Default for ServeOpts {
+    fn default() -> Self {
+        ServeOpts {
+            clock: Arc::new(SystemClock),
+            scrape: Vec::new(),
+        }
+    }
+}
+
 /// The shipped rule file with every `for:` set to [`FOR`], every `[5m]` range
 /// to [`RANGE`] and group intervals to 1 s; expressions, labels and
 /// annotations unchanged.
@@ -84,15 +100,15 @@ impl Served {
         runbooks: &[&str],
         edit: impl Fn(&Path, &str, String) -> String,
     ) -> Served {
-        Self::start_with_clock(opts, runbooks, edit, Arc::new(SystemClock)).await
+        Self::start_with(opts, runbooks, edit, ServeOpts::default()).await
     }
 
-    /// [`Served::start`] with the service on `clock`.
-    pub async fn start_with_clock(
+    /// [`Served::start`] with the service's clock and scrape targets set.
+    pub async fn start_with(
         opts: WorldOpts,
         runbooks: &[&str],
         edit: impl Fn(&Path, &str, String) -> String,
-        clock: Arc<dyn Clock>,
+        serve: ServeOpts,
     ) -> Served {
         let w = World::new(opts).await;
         let dir = w.path().to_path_buf();
@@ -122,7 +138,7 @@ service:
   shutdown_grace: 2s
 metrics:
   interval: 1s
-  scrape: [primary]
+  scrape: [{scrape}]
 alerting:
   evaluation_interval: 1s
   route:
@@ -133,6 +149,10 @@ alerting:
 "#,
             world = w.sluice_yaml,
             store = dir.join("service.db").display(),
+            scrape = std::iter::once("primary".to_string())
+                .chain(serve.scrape)
+                .collect::<Vec<_>>()
+                .join(", "),
         );
         let cfg = dir.join("sluice.yaml");
         write(&cfg, &config);
@@ -140,7 +160,7 @@ alerting:
             config_path: cfg,
             listen: Some("127.0.0.1:0".parse().unwrap()),
             store_url: None,
-            clock,
+            clock: serve.clock,
             watch: false,
             supervisor: Some(w.supervisor.clone()),
         })

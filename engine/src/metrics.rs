@@ -1,9 +1,10 @@
 //! The engine's metrics: every name in one place (DESIGN.md's `sluice_*`
 //! set), updated by the pipeline with atomics, rendered by [`render`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
 
 use crate::circuit_breaker::BreakerSnapshot;
 use crate::exposition::Exposition;
@@ -171,6 +172,39 @@ impl Histogram {
     }
 }
 
+/// What one pipeline worker saw over its last report interval (about a
+/// second). Each worker consumes its own partitions, so the engine's
+/// throughput, backlog and record age are the sum (or weighted mean) of the
+/// workers' reports.
+#[derive(Debug, Clone)]
+pub struct WorkerReport {
+    pub at: Instant,
+    pub throughput: f64,
+    /// Consumer lag of the worker's partitions by topic (refreshed every few reports).
+    pub backlog: BTreeMap<String, i64>,
+    /// Sum of processed records' ages (processing time − Kafka timestamp), ms.
+    pub age_ms_sum: f64,
+    pub age_n: u64,
+}
+
+/// A report older than this is a worker that stopped: it no longer counts.
+const REPORT_FRESH: Duration = Duration::from_secs(5);
+
+/// The workers' reports added up.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Totals {
+    pub throughput: f64,
+    pub backlog: BTreeMap<String, i64>,
+    /// Mean age of the records processed in the last interval (0 when none were).
+    pub end_to_end_ms: f64,
+}
+
+impl Totals {
+    pub fn backlog_total(&self) -> i64 {
+        self.backlog.values().sum()
+    }
+}
+
 /// Every metric the engine exports.
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -182,7 +216,7 @@ pub struct Metrics {
     pub latency_record_ms: Gauge,
     pub latency_batch_ms: Gauge,
     pub record_latency: Histogram,
-    pub throughput: Gauge,
+    pub workers: Mutex<HashMap<usize, WorkerReport>>,
     pub errors_retryable: Counter,
     pub errors_fatal: Counter,
     pub cpu_percent: Gauge,
@@ -193,7 +227,6 @@ pub struct Metrics {
     pub late_processed: Counter,
     pub records_processed: Counter,
     pub records_failed: Counter,
-    pub backlog: Mutex<BTreeMap<String, i64>>,
     pub query_time_ms: Mutex<BTreeMap<String, f64>>,
     pub results_produced: Counter,
     pub maintenance: Gauge,
@@ -216,11 +249,46 @@ impl Metrics {
             .sum()
     }
 
-    pub fn set_backlog(&self, topic: &str, lag: i64) {
-        self.backlog
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(topic.to_owned(), lag);
+    /// Records worker `id`'s report; `backlog: None` keeps its last backlog.
+    pub fn report(
+        &self,
+        id: usize,
+        throughput: f64,
+        age_ms_sum: f64,
+        age_n: u64,
+        backlog: Option<BTreeMap<String, i64>>,
+    ) {
+        let mut w = self.workers.lock().unwrap_or_else(|p| p.into_inner());
+        let kept = w.remove(&id).map(|r| r.backlog).unwrap_or_default();
+        w.insert(
+            id,
+            WorkerReport {
+                at: Instant::now(),
+                throughput,
+                backlog: backlog.unwrap_or(kept),
+                age_ms_sum,
+                age_n,
+            },
+        );
+    }
+
+    /// The recent reports of every worker, added up.
+    pub fn totals(&self) -> Totals {
+        let w = self.workers.lock().unwrap_or_else(|p| p.into_inner());
+        let mut t = Totals::default();
+        let (mut age, mut n) = (0.0, 0u64);
+        for r in w.values().filter(|r| r.at.elapsed() < REPORT_FRESH) {
+            t.throughput += r.throughput;
+            for (topic, lag) in &r.backlog {
+                *t.backlog.entry(topic.clone()).or_default() += lag;
+            }
+            age += r.age_ms_sum;
+            n += r.age_n;
+        }
+        if n > 0 {
+            t.end_to_end_ms = age / n as f64;
+        }
+        t
     }
 
     pub fn set_query_time(&self, query_type: &str, ms: f64) {
@@ -233,6 +301,7 @@ impl Metrics {
     /// Renders the exposition; breakers are passed in (they live elsewhere).
     pub fn render(&self, breakers: &[BreakerSnapshot]) -> String {
         use name::*;
+        let totals = self.totals();
         let mut e = Exposition::default();
         e.family(
             MEMORY_USAGE_BYTES,
@@ -272,7 +341,9 @@ impl Metrics {
         e.family(
             PROCESSING_LATENCY_MS,
             "gauge",
-            "Recent processing latency in milliseconds.",
+            "Recent latency in milliseconds: per-record query time (record_processing), \
+             last batch delivery (batch_delivery), mean age of processed records since \
+             they were produced (end_to_end).",
         );
         e.sample(
             PROCESSING_LATENCY_MS,
@@ -284,6 +355,11 @@ impl Metrics {
             &[("operation", "batch_delivery")],
             self.latency_batch_ms.get(),
         );
+        e.sample(
+            PROCESSING_LATENCY_MS,
+            &[("operation", "end_to_end")],
+            totals.end_to_end_ms,
+        );
         e.family(
             RECORD_LATENCY_SECONDS,
             "histogram",
@@ -294,7 +370,7 @@ impl Metrics {
             THROUGHPUT,
             "gauge",
             "Records consumed per second (recent).",
-            self.throughput.get(),
+            totals.throughput,
         );
         e.family(
             PROCESSING_ERRORS_TOTAL,
@@ -416,12 +492,7 @@ impl Metrics {
             "gauge",
             "Consumer lag (messages) per source topic.",
         );
-        for (topic, lag) in self
-            .backlog
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-        {
+        for (topic, lag) in &totals.backlog {
             e.sample(BACKLOG_SIZE, &[("topic", topic)], *lag as f64);
         }
         e.family(
@@ -490,6 +561,32 @@ mod tests {
         let text = e.finish();
         assert!(text.contains("x_bucket{le=\"+Inf\"} 100\n"), "{text}");
         assert!(text.contains("x_count 100\n"));
+    }
+
+    #[test]
+    fn worker_reports_add_up_and_stale_ones_drop_out() {
+        let m = Metrics::default();
+        let lag = |n| Some(BTreeMap::from([("orders".to_string(), n)]));
+        m.report(0, 100.0, 3000.0, 3, lag(40));
+        m.report(1, 50.0, 1000.0, 1, lag(2));
+        // A report without a fresh backlog keeps the worker's last one.
+        m.report(1, 60.0, 1000.0, 1, None);
+        let t = m.totals();
+        assert_eq!(t.throughput, 160.0);
+        assert_eq!(t.backlog["orders"], 42);
+        assert_eq!(t.end_to_end_ms, 1000.0);
+        let text = m.render(&[]);
+        assert!(
+            text.contains("sluice_backlog_size{topic=\"orders\"} 42\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("sluice_processing_latency_ms{operation=\"end_to_end\"} 1000\n"),
+            "{text}"
+        );
+        m.workers.lock().unwrap().get_mut(&0).unwrap().at -= REPORT_FRESH;
+        let t = m.totals();
+        assert_eq!((t.throughput, t.backlog["orders"]), (60.0, 2));
     }
 
     #[test]

@@ -100,12 +100,7 @@ async fn sample_loop(engine: Arc<Engine>) {
         let pct = cpu.sample();
         admin::routes_support::refresh(&engine, Some(pct));
         let m = &engine.metrics;
-        let backlog: i64 = m
-            .backlog
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .sum();
+        let totals = m.totals();
         engine
             .history
             .lock()
@@ -115,13 +110,13 @@ async fn sample_loop(engine: Arc<Engine>) {
                 records_processed: m.records_processed.get(),
                 records_failed: m.records_failed.get(),
                 results_produced: m.results_produced.get(),
-                throughput: m.throughput.get(),
+                throughput: totals.throughput,
                 // p99 of this interval's records, not since start.
                 latency_p99_seconds: m.record_latency.quantile_since(&latency_before, 0.99),
                 memory_bytes: m.memory_total.get(),
                 cpu_percent: pct,
                 breaker_open: engine.breaker.state() == crate::circuit_breaker::BreakerState::Open,
-                backlog,
+                backlog: totals.backlog_total(),
             });
         latency_before = m.record_latency.bucket_counts();
         let cfg = engine.config();

@@ -9,7 +9,8 @@ fn metrics_exposition_passes_promtool() {
     let promtool = std::env::var("PROMTOOL").unwrap_or_else(|_| "promtool".into());
     let engine = sluice_engine::engine::Engine::new(Default::default(), None, false);
     engine.metrics.records_processed.add(3);
-    engine.metrics.set_backlog("orders", 7);
+    let backlog = std::collections::BTreeMap::from([("orders".to_string(), 7)]);
+    engine.metrics.report(0, 10.0, 50.0, 5, Some(backlog));
     engine.metrics.set_query_time("windowing", 0.01);
     engine.metrics.record_latency.observe_n(0.02, 5);
     let text = engine.metrics.render(&[engine.breaker.snapshot()]);

@@ -11,7 +11,8 @@ use std::time::Duration;
 use serde_json::json;
 use sluice_tests::engine::{answers, assigned, get_json_at, inject, metric, wait_processing};
 use sluice_tests::net::{delete, eventually, post_json};
-use sluice_tests::served::{Served, Timing};
+use sluice_tests::node::{LoopFs, NodeExporter};
+use sluice_tests::served::{ServeOpts, Served, Timing};
 use sluice_tests::world::WorldOpts;
 
 const LIMIT: Duration = Duration::from_secs(90);
@@ -35,6 +36,27 @@ async fn records_flow(url: &str) {
         metric(url, "sluice_records_processed_total", "")
             .await
             .filter(|n| *n > before)
+    })
+    .await;
+}
+
+/// The alert was routed to Slack, and the run's success announced there.
+fn assert_told(s: &Served, alert: &str, runbook: &str) {
+    let texts = s.w.slack.texts();
+    let fired = format!("alertname={alert}");
+    assert!(texts.iter().any(|x| x.contains(&fired)), "{texts:?}");
+    assert!(
+        texts
+            .iter()
+            .any(|x| x.contains(runbook) && x.contains("succeeded")),
+        "{texts:?}"
+    );
+}
+
+/// Waits until the service no longer has alert `name` pending or firing.
+async fn resolves(s: &Served, name: &str) {
+    eventually(&format!("{name} to resolve"), LIMIT, || async {
+        s.alert_state(name).await.is_none().then_some(())
     })
     .await;
 }
@@ -100,19 +122,7 @@ async fn an_open_breaker_fires_the_alert_and_the_approved_reset_closes_it() {
     .await;
     t.mark("deliveries resumed");
     // The alert itself was routed to Slack, and the run's success too.
-    let texts = s.w.slack.texts();
-    assert!(
-        texts
-            .iter()
-            .any(|x| x.contains("[FIRING:1] alertname=CircuitBreakerOpen")),
-        "{texts:?}"
-    );
-    assert!(
-        texts
-            .iter()
-            .any(|x| x.contains("circuit-breaker-reset") && x.contains("succeeded")),
-        "{texts:?}"
-    );
+    assert_told(&s, "CircuitBreakerOpen", "circuit-breaker-reset");
     // Guards: one run for the one alert, however long it fired.
     assert_eq!(s.runs("circuit-breaker-reset").await.len(), 1);
     t.report("circuit-breaker-reset");
@@ -151,13 +161,7 @@ async fn memory_exhaustion_fires_the_alert_and_the_runbook_brings_memory_down() 
     t.mark("memory below 90 %");
     records_flow(&url).await;
     t.mark("records flow");
-    eventually("the alert to resolve", LIMIT, || async {
-        s.alert_state("MemoryExhausted")
-            .await
-            .is_none()
-            .then_some(())
-    })
-    .await;
+    resolves(&s, "MemoryExhausted").await;
     t.mark("alert resolved");
     let texts = s.w.slack.texts();
     assert!(
@@ -195,13 +199,7 @@ async fn stopped_processing_fires_the_alert_and_the_runbook_gets_records_flowing
     assert_eq!(threads["pipeline"]["drained"], false);
     records_flow(&url).await;
     t.mark("records flow");
-    eventually("the alert to resolve", LIMIT, || async {
-        s.alert_state("ProcessingStopped")
-            .await
-            .is_none()
-            .then_some(())
-    })
-    .await;
+    resolves(&s, "ProcessingStopped").await;
     t.mark("alert resolved");
     assert_eq!(s.runs("processing-stopped").await.len(), 1);
     t.report("processing-stopped");
@@ -308,21 +306,266 @@ async fn a_dead_primary_fires_engine_down_and_the_standby_takes_over_with_its_st
     )
     .await;
     t.mark("standby committed past the backup");
-    let texts = s.w.slack.texts();
-    assert!(
-        texts
-            .iter()
-            .any(|x| x.contains("[FIRING:1] alertname=EngineDown")),
-        "{texts:?}"
-    );
-    assert!(
-        texts
-            .iter()
-            .any(|x| x.contains("failover") && x.contains("succeeded")),
-        "{texts:?}"
-    );
+    assert_told(&s, "EngineDown", "failover");
     // One failover, however long the primary stays down.
     assert_eq!(s.runs("failover").await.len(), 1);
     t.report("failover");
     s.stop().await;
+}
+
+/// Demo records per second for the overload tests, and what a record costs a
+/// worker once the fault is in: 1 ms, so one worker does at most 1,000/s and
+/// falls behind 1,600/s. The runbooks scale by two here (their `step` / `add`
+/// default set to 2, as an operator would for 3 partitions): one partition
+/// per worker (or process), ~530/s each, catches up with room to spare even
+/// on a debug build of the engine on a busy machine — where a 2 + 1 split
+/// would leave the busier one barely faster than its input.
+const OVERLOAD_RATE: u32 = 1600;
+const RECORD_COST_MS: f64 = 1.0;
+
+async fn end_to_end_ms(url: &str) -> Option<f64> {
+    metric(
+        url,
+        "sluice_processing_latency_ms",
+        "operation=\"end_to_end\"",
+    )
+    .await
+}
+
+async fn backlog(url: &str) -> Option<f64> {
+    metric(url, "sluice_backlog_size", "topic=\"orders\"").await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn input_outpacing_one_worker_fires_high_latency_and_more_workers_catch_up() {
+    let s = Served::start(
+        WorldOpts {
+            demo_rate: Some(OVERLOAD_RATE),
+            ..WorldOpts::default()
+        },
+        &["high-latency"],
+        |_, _, t| {
+            t.replace(
+                "step: {type: int, default: 1,",
+                "step: {type: int, default: 2,",
+            )
+        },
+    )
+    .await;
+    let url = s.w.primary.clone();
+    wait_processing(&url).await;
+    eventually("records to be processed as they come", LIMIT, || async {
+        end_to_end_ms(&url)
+            .await
+            .filter(|ms| *ms > 0.0 && *ms < 500.0)
+    })
+    .await;
+    let cfg = get_json_at(&url, "/admin/config").await;
+    assert_eq!(cfg["processing"]["parallelism"], 1);
+    let mut t = Timing::start();
+    inject(&url, json!({"processing_delay_ms": RECORD_COST_MS})).await;
+    let id = s.first_run("high-latency", LIMIT).await;
+    t.mark("run started");
+    // What fired it: records waited more than a second, and were piling up.
+    let late = end_to_end_ms(&url).await.unwrap_or(0.0);
+    assert!(late > 1000.0, "end-to-end latency {late} ms");
+    let run = s.finished(&id, LIMIT).await;
+    assert_alert_run(&run);
+    let cfg = get_json_at(&url, "/admin/config").await;
+    assert_eq!(cfg["processing"]["parallelism"], 3, "{run:#}");
+    t.mark("workers running");
+    // The fault is still in: more workers, not its removal, catch up.
+    let faults = get_json_at(&url, "/admin/fault-injection").await;
+    assert_eq!(faults["processing_delay_ms"], RECORD_COST_MS);
+    eventually(
+        "end-to-end latency under 1 s",
+        Duration::from_secs(120),
+        || async {
+            end_to_end_ms(&url)
+                .await
+                .filter(|ms| *ms > 0.0 && *ms < 1000.0)
+        },
+    )
+    .await;
+    t.mark("latency below 1 s");
+    resolves(&s, "HighProcessingLatency").await;
+    t.mark("alert resolved");
+    assert_told(&s, "HighProcessingLatency", "high-latency");
+    // The series that fired: records' age, not query time.
+    assert!(
+        run["run"]["request"].to_string().contains("end_to_end"),
+        "{run:#}"
+    );
+    assert_eq!(s.runs("high-latency").await.len(), 1);
+    t.report("high-latency");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn input_outpacing_one_engine_fires_consumer_lag_and_more_processes_drain_it() {
+    let s = Served::start(
+        WorldOpts {
+            broker: true,
+            demo_rate: Some(OVERLOAD_RATE),
+            ..WorldOpts::default()
+        },
+        &["scale-out"],
+        |_, _, t| {
+            t.replace(
+                "add: {type: int, default: 1,",
+                "add: {type: int, default: 2,",
+            )
+        },
+    )
+    .await;
+    let url = s.w.primary.clone();
+    wait_processing(&url).await;
+    let mut t = Timing::start();
+    inject(&url, json!({"processing_delay_ms": RECORD_COST_MS})).await;
+    let id = s.first_run("scale-out", Duration::from_secs(150)).await;
+    t.mark("run started");
+    let lag = backlog(&url).await.unwrap_or(0.0);
+    assert!(lag > 10_000.0, "backlog {lag}");
+    let run = s.finished(&id, LIMIT).await;
+    assert_alert_run(&run);
+    let scale = &Served::step(&run, "scale")["outputs"];
+    assert_eq!(scale["replicas"], 3, "{run:#}");
+    let others: Vec<String> = scale["instances"]
+        .as_array()
+        .expect("instances")
+        .iter()
+        .skip(1)
+        .filter_map(|i| i["url"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(others.len(), 2, "{run:#}");
+    t.mark("new processes hold partitions");
+    // The primary keeps one partition (and its slowness); the backlog drains.
+    eventually(
+        "the backlog under 10k",
+        Duration::from_secs(120),
+        || async {
+            let mut total = backlog(&url).await?;
+            for u in &others {
+                total += backlog(u).await?;
+            }
+            (total < 10_000.0).then_some(())
+        },
+    )
+    .await;
+    t.mark("backlog below 10k");
+    resolves(&s, "ConsumerLagHigh").await;
+    t.mark("alert resolved");
+    assert_eq!(assigned(&url).await, 1);
+    for u in &others {
+        assert_eq!(assigned(u).await, 1, "{u}");
+        let done = metric(u, "sluice_records_processed_total", "").await;
+        assert!(done.unwrap_or(0.0) > 0.0, "{u}: {done:?}");
+    }
+    assert_told(&s, "ConsumerLagHigh", "scale-out");
+    assert_eq!(s.runs("scale-out").await.len(), 1);
+    t.report("scale-out");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_filling_disk_fires_disk_filling_and_cleanup_frees_it() {
+    const MIB: usize = 1 << 20;
+    let root = tempfile::tempdir().unwrap();
+    let backups = root.path().join("backups");
+    let fs = LoopFs::mount(&root.path().join("fs.img"), &backups, 64).expect("test filesystem");
+    let exporter = NodeExporter::start(&backups).await.expect("node_exporter");
+    // Ten archives from over a month ago: about two thirds of the disk.
+    for i in 0..10u64 {
+        let p = backups.join(format!("config-202610{i:02}T030000.tar.gz"));
+        std::fs::write(&p, vec![0x5a; 7 * MIB / 2]).unwrap();
+        let f = std::fs::File::options().write(true).open(&p).unwrap();
+        f.set_modified(std::time::SystemTime::now() - Duration::from_secs((50 - i) * 86_400))
+            .unwrap();
+    }
+    let (reports, logs) = (root.path().join("reports"), root.path().join("logs"));
+    std::fs::create_dir_all(&reports).unwrap();
+    std::fs::create_dir_all(&logs).unwrap();
+    let s = Served::start_with(
+        WorldOpts::default(),
+        &["cleanup"],
+        |_, _, t| {
+            t.replace("/var/backups/sluice", &backups.display().to_string())
+                .replace("/var/lib/sluice/reports", &reports.display().to_string())
+                .replace(".sluice/instances", &logs.display().to_string())
+        },
+        ServeOpts {
+            scrape: vec![format!("'{}/metrics'", exporter.url)],
+            ..ServeOpts::default()
+        },
+    )
+    .await;
+    let (avail, size) = fs.space();
+    assert!(
+        avail as f64 / size as f64 > 0.25,
+        "{avail} of {size} free before"
+    );
+    let mut t = Timing::start();
+    // Then a backup job writes a new archive every half second: the disk
+    // falls under 25 % free and keeps filling. It stops by itself before
+    // the disk is full, and once the cleanup run has started.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let dir = backups.clone();
+    let writer = tokio::spawn(async move {
+        let mut written = Vec::new();
+        for i in 0..40 {
+            if *stopped.borrow() {
+                break;
+            }
+            let name = format!("state-20261202T1400{i:02}.tar.gz");
+            std::fs::write(dir.join(&name), vec![0xa5; MIB]).unwrap();
+            written.push(name);
+            let (avail, _) = LoopFs::space_of(&dir);
+            if avail < 4 * MIB as u64 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        written
+    });
+    let id = s.first_run("cleanup", LIMIT).await;
+    t.mark("run started");
+    let _ = stop.send(true);
+    let written = writer.await.unwrap();
+    let run = s.finished(&id, LIMIT).await;
+    assert_alert_run(&run);
+    let (avail, size) = fs.space();
+    assert!(
+        avail as f64 / size as f64 > 0.5,
+        "{avail} of {size} free after: {run:#}"
+    );
+    t.mark("disk half free");
+    // Retention as the runbook says: the month-old archives went, every new one stayed.
+    let mut left: Vec<String> = std::fs::read_dir(&backups)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".tar.gz"))
+        .collect();
+    left.sort();
+    assert_eq!(left, written, "{run:#}");
+    assert!(written.len() >= 7, "{written:?}");
+    assert_eq!(
+        Served::step(&run, "backups")["outputs"]["deleted"]
+            .as_array()
+            .map(Vec::len),
+        Some(10),
+        "{run:#}"
+    );
+    resolves(&s, "DiskFilling").await;
+    t.mark("alert resolved");
+    // Cleanup tells only of failures; the alert itself went to Slack.
+    let texts = s.w.slack.texts();
+    assert!(
+        texts.iter().any(|x| x.contains("alertname=DiskFilling")),
+        "{texts:?}"
+    );
+    assert_eq!(s.runs("cleanup").await.len(), 1);
+    t.report("cleanup");
+    s.stop().await;
+    drop(exporter);
 }

@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 use chrono::{TimeZone, Utc};
 use serde_json::Value as J;
 use sluice_tests::engine::wait_processing;
-use sluice_tests::served::{JumpClock, Served};
+use sluice_tests::served::{JumpClock, ServeOpts, Served};
 use sluice_tests::sluice::unpack;
 use sluice_tests::world::WorldOpts;
 
@@ -61,7 +61,7 @@ async fn one_night_of_schedules_backs_up_maintains_cleans_and_reports() {
     let night = |h: u32, m: u32, s: u32| Utc.with_ymd_and_hms(2026, 11, 1, h, m, s).unwrap();
     let clock = Arc::new(JumpClock::default());
     clock.set(night(1, 0, 0));
-    let s = Served::start_with_clock(
+    let s = Served::start_with(
         WorldOpts {
             smtp: true,
             ..WorldOpts::default()
@@ -80,7 +80,10 @@ async fn one_night_of_schedules_backs_up_maintains_cleans_and_reports() {
                 .replace("/etc/sluice", &d("etc"))
                 .replace(".sluice/instances", &d("logs"))
         },
-        clock.clone(),
+        ServeOpts {
+            clock: clock.clone(),
+            ..ServeOpts::default()
+        },
     )
     .await;
     wait_processing(&s.w.primary).await;

@@ -66,9 +66,13 @@ pub(super) struct Worker {
     paused: bool,
     stopping: bool,
     publishes: u64,
+    /// Ages (ms since their Kafka timestamp) of the records processed since the last report.
+    age_ms_sum: f64,
+    age_n: u64,
+    /// Until when the injected per-record delay keeps this worker busy.
+    busy_until: Option<Instant>,
     kafka: KafkaHealth,
     last_commit: Instant,
-    /// A stop that waits for the group join to complete (see [`Worker::stop`]).
     /// A stop waiting for the group: the reply, the deadline, and the
     /// assignment count to exceed first (a peer's departure to be rebalanced).
     stop_pending: Option<(tokio::sync::oneshot::Sender<()>, Instant, u64)>,
@@ -159,6 +163,9 @@ impl Worker {
             paused: false,
             stopping: false,
             publishes: 0,
+            age_ms_sum: 0.0,
+            age_n: 0,
+            busy_until: None,
             kafka: KafkaHealth::default(),
             stop_pending: None,
             last_commit: Instant::now(),
@@ -227,7 +234,8 @@ impl Worker {
                             Some(Ok(m)) => {
                                 let m = m.detach();
                                 let payload = m.payload().unwrap_or(b"");
-                                self.handle(m.topic(), m.partition(), m.offset(), payload, m.key()).await;
+                                let at = m.timestamp().to_millis();
+                                self.handle(m.topic(), m.partition(), m.offset(), at, payload, m.key()).await;
                                 self.kafka.last_message = Some(Instant::now());
                             }
                             Some(Err(error)) => {
@@ -261,6 +269,7 @@ impl Worker {
         topic: &str,
         partition: i32,
         offset: i64,
+        produced_at_ms: Option<i64>,
         payload: &[u8],
         key: Option<&[u8]>,
     ) {
@@ -279,10 +288,7 @@ impl Worker {
             return;
         }
         if let Some(f) = &self.engine.faults {
-            let d = f.delay();
-            if !d.is_zero() {
-                tokio::time::sleep(d).await;
-            }
+            self.busy(f.delay()).await;
         }
         if let Some(idx) = self.by_topic.get(topic) {
             for &i in idx {
@@ -312,10 +318,36 @@ impl Worker {
             self.apply_pause();
         }
         self.engine.metrics.records_processed.add(1);
+        if let Some(at) = produced_at_ms {
+            self.age_ms_sum += (now_ms() - at).max(0) as f64;
+            self.age_n += 1;
+        }
         self.positions.insert(tp, offset + 1);
         self.consumed += 1;
         self.pending_inputs += 1;
         self.batch_started.get_or_insert_with(Instant::now);
+    }
+
+    /// The injected per-record delay: `d` of this worker's time per record,
+    /// slept in timer-sized pieces so that sub-millisecond delays add up to
+    /// exactly `1/d` records per second when saturated (a sleep per record
+    /// would round each one up to the timer's millisecond).
+    async fn busy(&mut self, d: Duration) {
+        if d.is_zero() {
+            self.busy_until = None;
+            return;
+        }
+        let now = Instant::now();
+        // Idle time is not credit, a late wake-up is (up to a few ticks).
+        let from = match self.busy_until {
+            Some(t) if t + Duration::from_millis(5) > now => t,
+            _ => now,
+        };
+        let until = from + d;
+        self.busy_until = Some(until);
+        if until > now + Duration::from_millis(1) {
+            tokio::time::sleep_until(until.into()).await;
+        }
     }
 
     fn has_outputs(&self) -> bool {
@@ -522,7 +554,6 @@ impl Worker {
 
     fn publish(&mut self, throughput: f64) {
         let m = &self.engine.metrics;
-        m.throughput.set(throughput);
         let now = now_ms();
         let mut lag_max: f64 = 0.0;
         let mut figures = Vec::new();
@@ -592,11 +623,14 @@ impl Worker {
             m.latency_record_ms.set(exec.iter().sum::<f64>() / 1000.0);
         }
         self.publishes += 1;
-        if self.publishes % 5 == 1 {
-            for (topic, lag) in source::kafka::lag_by_topic(&self.consumer, &self.positions) {
-                m.set_backlog(&topic, lag);
-            }
-        }
+        let backlog = (self.publishes % 5 == 1).then(|| {
+            source::kafka::lag_by_topic(&self.consumer, &self.positions)
+                .into_iter()
+                .collect()
+        });
+        m.report(self.id, throughput, self.age_ms_sum, self.age_n, backlog);
+        self.age_ms_sum = 0.0;
+        self.age_n = 0;
         let assigned: usize = self.assigned.values().map(Vec::len).sum();
         let (kafka_ok, kafka_error) = self.kafka_status();
         let waiting = self.waiting.len();

@@ -169,16 +169,30 @@ pub fn lag_by_topic(
     let Ok(assignment) = consumer.assignment() else {
         return lag;
     };
+    // Where the consumer stands on partitions it has not processed from yet
+    // (just assigned): counting those from offset 0 would report a partition's
+    // whole history as lag after every rebalance. Before its first fetch the
+    // position is unknown and the partition counts no lag (a consumer that never
+    // fetches shows as stopped processing, not as lag).
+    let fetched = consumer.position().ok();
     for e in assignment.elements() {
         let (topic, p) = (e.topic().to_owned(), e.partition());
-        if let Ok((_, high)) =
-            consumer.fetch_watermarks(&topic, p, std::time::Duration::from_secs(1))
+        let pos = positions.get(&(topic.clone(), p)).copied().or_else(|| {
+            fetched
+                .as_ref()?
+                .find_partition(&topic, p)
+                .and_then(|e| match e.offset() {
+                    rdkafka::Offset::Offset(o) => Some(o),
+                    _ => None,
+                })
+        });
+        let entry = lag.entry(topic.clone()).or_default();
+        if let Some(pos) = pos
+            && let Ok((_, high)) =
+                consumer.fetch_watermarks(&topic, p, std::time::Duration::from_secs(1))
             && high >= 0
         {
-            let pos = positions.get(&(topic.clone(), p)).copied().unwrap_or(0);
-            *lag.entry(topic).or_default() += (high - pos).max(0);
-        } else {
-            lag.entry(topic).or_default();
+            *entry += (high - pos).max(0);
         }
     }
     lag
