@@ -62,30 +62,39 @@ macro_rules! on_pool {
     };
 }
 
-/// A (text or NULL) parameter of a write that may go to the writer or a pool.
-pub(crate) struct Arg(Option<String>);
+/// A parameter of a write that may go to the writer or a pool.
+pub(crate) enum Arg {
+    Text(Option<String>),
+    Int(i64),
+}
 
 impl From<&str> for Arg {
     fn from(s: &str) -> Arg {
-        Arg(Some(s.to_string()))
+        Arg::Text(Some(s.to_string()))
     }
 }
 
 impl From<String> for Arg {
     fn from(s: String) -> Arg {
-        Arg(Some(s))
+        Arg::Text(Some(s))
     }
 }
 
 impl From<Option<&str>> for Arg {
     fn from(s: Option<&str>) -> Arg {
-        Arg(s.map(str::to_string))
+        Arg::Text(s.map(str::to_string))
     }
 }
 
 impl From<Option<String>> for Arg {
     fn from(s: Option<String>) -> Arg {
-        Arg(s)
+        Arg::Text(s)
+    }
+}
+
+impl From<i64> for Arg {
+    fn from(n: i64) -> Arg {
+        Arg::Int(n)
     }
 }
 
@@ -94,7 +103,10 @@ macro_rules! bind_args {
     ($q:expr, $args:expr) => {{
         let mut q = $q;
         for a in $args {
-            q = q.bind(a.0.clone());
+            q = match a {
+                Arg::Text(t) => q.bind(t.clone()),
+                Arg::Int(n) => q.bind(*n),
+            };
         }
         q
     }};
@@ -549,29 +561,24 @@ impl Store {
     /// without the caller waiting; [`Store::finish_run`] waits for it.
     pub async fn finish_step(&self, s: &StepEnd<'_>) -> Result<(), StoreError> {
         let logs = serde_json::to_string(s.logs).unwrap_or_else(|_| "[]".into());
+        let args = vec![
+            Arg::from(s.status),
+            json_text(s.outputs).into(),
+            logs.into(),
+            s.error.into(),
+            i64::from(s.attempts).into(),
+            ts(s.finished_at).into(),
+            s.run_id.into(),
+            s.path.into(),
+        ];
         if let Some(w) = &self.writer {
-            return w.write_behind(writer::Op::Finish {
+            return w.write_behind(writer::Op::Exec {
                 run_id: s.run_id.to_string(),
-                path: s.path.to_string(),
-                status: s.status.to_string(),
-                outputs: json_text(s.outputs),
-                logs,
-                error: s.error.map(str::to_string),
-                attempts: i64::from(s.attempts),
-                finished_at: ts(s.finished_at),
+                sql: FINISH_SQL,
+                args,
             });
         }
-        on_pool!(self, p => { sqlx::query(FINISH_SQL)
-            .bind(s.status)
-            .bind(json_text(s.outputs))
-            .bind(logs)
-            .bind(s.error)
-            .bind(i64::from(s.attempts))
-            .bind(ts(s.finished_at))
-            .bind(s.run_id)
-            .bind(s.path)
-            .execute(p)
-            .await?; });
+        on_pool!(self, p => { bind_args!(sqlx::query(FINISH_SQL), &args).execute(p).await?; });
         Ok(())
     }
 

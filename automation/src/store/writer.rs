@@ -64,18 +64,9 @@ pub(super) enum Op {
         inputs: String,
         started_at: String,
     },
-    Finish {
-        run_id: String,
-        path: String,
-        status: String,
-        outputs: String,
-        logs: String,
-        error: Option<String>,
-        attempts: i64,
-        finished_at: String,
-    },
-    /// Another write of a run's records (the run itself): `sql` numbers its
-    /// parameters `$1`, `$2`, … in order of appearance, bound by position.
+    /// Any other write of a run's records (a step's end, the run itself):
+    /// `sql` numbers its parameters `$1`, `$2`, … in order of appearance,
+    /// bound by position.
     Exec {
         run_id: String,
         sql: &'static str,
@@ -85,7 +76,10 @@ pub(super) enum Op {
 
 impl rusqlite::ToSql for super::Arg {
     fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
-        self.0.to_sql()
+        match self {
+            super::Arg::Text(t) => t.to_sql(),
+            super::Arg::Int(n) => n.to_sql(),
+        }
     }
 }
 
@@ -201,7 +195,7 @@ impl Writer {
 
 fn run_of(op: &Op) -> &str {
     match op {
-        Op::Start { run_id, .. } | Op::Finish { run_id, .. } | Op::Exec { run_id, .. } => run_id,
+        Op::Start { run_id, .. } | Op::Exec { run_id, .. } => run_id,
     }
 }
 
@@ -368,25 +362,6 @@ fn apply(conn: &Connection, seqs: &mut HashMap<String, i64>, op: &Op) -> rusqlit
             prepare(conn, START_SQL)?
                 .execute(params![run_id, path, seq, kind, inputs, started_at])?
         }
-        Op::Finish {
-            run_id,
-            path,
-            status,
-            outputs,
-            logs,
-            error,
-            attempts,
-            finished_at,
-        } => prepare(conn, super::FINISH_SQL)?.execute(params![
-            status,
-            outputs,
-            logs,
-            error,
-            attempts,
-            finished_at,
-            run_id,
-            path
-        ])?,
         Op::Exec { sql, args, .. } => {
             prepare(conn, sql)?.execute(rusqlite::params_from_iter(args))?
         }
