@@ -87,12 +87,13 @@ impl Action for ApprovalConfig {
                 .ok_or_else(|| StepError::permanent("an approval step needs a run store"))?;
             let run_id = &cx.run.id;
             let err = |e: crate::store::StoreError| StepError::transient(format!("store: {e}"));
+            // The status first: whoever sees the pending approval sees a waiting run.
             store
-                .request_approval(run_id, cx.path, &self.message)
+                .set_run_status(run_id, RunStatus::WaitingApproval)
                 .await
                 .map_err(err)?;
             store
-                .set_run_status(run_id, RunStatus::WaitingApproval)
+                .request_approval(run_id, cx.path, &self.message)
                 .await
                 .map_err(err)?;
             cx.log(format!("waiting for approval: run `sluice approve {run_id}` or `sluice approve {run_id} --reject`"));
