@@ -110,7 +110,18 @@ impl Served {
         edit: impl Fn(&Path, &str, String) -> String,
         serve: ServeOpts,
     ) -> Served {
-        let w = World::new(opts).await;
+        Self::serve(World::new(opts).await, runbooks, edit, serve).await
+    }
+
+    /// The service beside a world already running: a test that must settle
+    /// the world first (a backlog drained, say) so the rules see only what it
+    /// then does.
+    pub async fn serve(
+        w: World,
+        runbooks: &[&str],
+        edit: impl Fn(&Path, &str, String) -> String,
+        serve: ServeOpts,
+    ) -> Served {
         let dir = w.path().to_path_buf();
         write(
             &dir.join("svc/alerts/sluice.yaml"),

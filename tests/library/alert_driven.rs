@@ -13,7 +13,7 @@ use sluice_tests::engine::{answers, assigned, get_json_at, inject, metric, wait_
 use sluice_tests::net::{delete, eventually, post_json};
 use sluice_tests::node::{LoopFs, NodeExporter};
 use sluice_tests::served::{ServeOpts, Served, Timing};
-use sluice_tests::world::WorldOpts;
+use sluice_tests::world::{World, WorldOpts};
 
 const LIMIT: Duration = Duration::from_secs(90);
 
@@ -338,11 +338,23 @@ async fn backlog(url: &str) -> Option<f64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn input_outpacing_one_worker_fires_high_latency_and_more_workers_catch_up() {
-    let s = Served::start(
-        WorldOpts {
-            demo_rate: Some(OVERLOAD_RATE),
-            ..WorldOpts::default()
-        },
+    let w = World::new(WorldOpts {
+        demo_rate: Some(OVERLOAD_RATE),
+        ..WorldOpts::default()
+    })
+    .await;
+    let url = w.primary.clone();
+    // Records produced while the consumer joined wait over a second; the
+    // rules start only once that catch-up is over, or it alone fires them.
+    wait_processing(&url).await;
+    eventually("records to be processed as they come", LIMIT, || async {
+        end_to_end_ms(&url)
+            .await
+            .filter(|ms| *ms > 0.0 && *ms < 500.0)
+    })
+    .await;
+    let s = Served::serve(
+        w,
         &["high-latency"],
         |_, _, t| {
             t.replace(
@@ -350,15 +362,8 @@ async fn input_outpacing_one_worker_fires_high_latency_and_more_workers_catch_up
                 "step: {type: int, default: 2,",
             )
         },
+        ServeOpts::default(),
     )
-    .await;
-    let url = s.w.primary.clone();
-    wait_processing(&url).await;
-    eventually("records to be processed as they come", LIMIT, || async {
-        end_to_end_ms(&url)
-            .await
-            .filter(|ms| *ms > 0.0 && *ms < 500.0)
-    })
     .await;
     let cfg = get_json_at(&url, "/admin/config").await;
     assert_eq!(cfg["processing"]["parallelism"], 1);
@@ -403,12 +408,21 @@ async fn input_outpacing_one_worker_fires_high_latency_and_more_workers_catch_up
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn input_outpacing_one_engine_fires_consumer_lag_and_more_processes_drain_it() {
-    let s = Served::start(
-        WorldOpts {
-            broker: true,
-            demo_rate: Some(OVERLOAD_RATE),
-            ..WorldOpts::default()
-        },
+    let w = World::new(WorldOpts {
+        broker: true,
+        demo_rate: Some(OVERLOAD_RATE),
+        ..WorldOpts::default()
+    })
+    .await;
+    let url = w.primary.clone();
+    // As above: the startup backlog drained before the rules look.
+    wait_processing(&url).await;
+    eventually("the startup backlog drained", LIMIT, || async {
+        backlog(&url).await.filter(|n| *n < 1_000.0)
+    })
+    .await;
+    let s = Served::serve(
+        w,
         &["scale-out"],
         |_, _, t| {
             t.replace(
@@ -416,10 +430,9 @@ async fn input_outpacing_one_engine_fires_consumer_lag_and_more_processes_drain_
                 "add: {type: int, default: 2,",
             )
         },
+        ServeOpts::default(),
     )
     .await;
-    let url = s.w.primary.clone();
-    wait_processing(&url).await;
     let mut t = Timing::start();
     inject(&url, json!({"processing_delay_ms": RECORD_COST_MS})).await;
     let id = s.first_run("scale-out", Duration::from_secs(150)).await;
