@@ -13,11 +13,14 @@
 //!    the same client and concurrency; the CPU time difference per step is
 //!    the executor's overhead there (wall time on a shared 2-core machine
 //!    mostly measures the HTTP round trips). Both sides use a fresh client of
-//!    the shipped configuration (at most 64 idle connections per host), and
-//!    the TCP connections each side opened are printed: at 1,000 concurrent
-//!    runs part of the difference is connection churn (a busier runtime
-//!    returns connections to the pool later), so the same is also measured
-//!    at 100 concurrent runs, where both sides open as many connections.
+//!    the shipped configuration, and the TCP connections each side opened
+//!    are printed (a request that finds no idle connection opens one, so a
+//!    difference there is part of the difference in CPU). Between
+//!    repetitions the dropped clients' sockets are waited for, so none is
+//!    inherited. The same is also measured at 100 concurrent runs.
+//!
+//! With the store, the record writer thread's own CPU is printed beside the
+//! totals (the rest of the store's cost is on the executor's side).
 //!
 //! Env: `REPS` (5; the median is printed), `RUNS` (`1000,100`), `STEPS` (1000).
 //! Runs on a 2-worker tokio runtime. With the store, each repetition gets a
@@ -57,6 +60,27 @@ fn cpu_time() -> Duration {
     tv(usage.ru_utime) + tv(usage.ru_stime)
 }
 
+/// CPU time so far of this process's record writer threads (from
+/// `/proc/self/task/*/schedstat`, nanoseconds on CPU): what of the store's
+/// cost is the writer's own, the rest being the executor's side of it.
+fn writer_cpu() -> Duration {
+    let mut total = Duration::ZERO;
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return total;
+    };
+    for task in tasks.flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if !comm.starts_with("sluice-store-wr") {
+            continue;
+        }
+        let stat = std::fs::read_to_string(task.path().join("schedstat")).unwrap_or_default();
+        if let Some(ns) = stat.split_whitespace().next().and_then(|n| n.parse().ok()) {
+            total += Duration::from_nanos(ns);
+        }
+    }
+    total
+}
+
 fn runbook(text: &str) -> Arc<Runbook> {
     Arc::new(load_str(Path::new("bench.yaml"), text).expect("bench runbook is valid"))
 }
@@ -84,14 +108,17 @@ fn request() -> RunRequest {
 struct Sample {
     wall: Duration,
     cpu: Duration,
+    /// Of `cpu`, the record writer thread's.
+    writer: Duration,
 }
 
 async fn measure<F: std::future::Future<Output = ()>>(work: F) -> Sample {
-    let (w, c) = (Instant::now(), cpu_time());
+    let (w, c, wc) = (Instant::now(), cpu_time(), writer_cpu());
     work.await;
     Sample {
         wall: w.elapsed(),
         cpu: cpu_time() - c,
+        writer: writer_cpu().saturating_sub(wc),
     }
 }
 
@@ -166,6 +193,7 @@ async fn http_runs(
     let url = format!("http://{addr}/ok");
     let (mut exec, mut bare) = (Vec::new(), Vec::new());
     let (mut exec_conns, mut bare_conns) = (0, 0);
+    let fds_before = open_fds();
     for _ in 0..reps {
         let dir = tempfile::tempdir().expect("tempdir");
         // Each side starts with a fresh client of the same configuration.
@@ -210,6 +238,8 @@ async fn http_runs(
             .await,
         );
         bare_conns += ACCEPTED.load(Ordering::Relaxed) - middle;
+        drop((sv, client));
+        settle(fds_before).await;
     }
     (
         median(exec),
@@ -217,6 +247,21 @@ async fn http_runs(
         exec_conns / reps,
         bare_conns / reps,
     )
+}
+
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count())
+}
+
+/// Waits (up to 10 s) until the connections of the clients just dropped are
+/// closed at both ends, so no repetition inherits another's sockets.
+async fn settle(baseline: usize) {
+    for _ in 0..500 {
+        if open_fds() <= baseline + 8 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// 1,000 concurrent requests hold 2,000 sockets (both ends): lift the soft
@@ -248,11 +293,12 @@ async fn main() {
     for (label, with_store) in [("no store", false), ("sqlite  ", true)] {
         let s = no_op_steps(reps, steps, with_store).await;
         println!(
-            "  {label}: {:>8.1} ms   {:>9.0} steps/s   {:>6.1} µs/step wall   {:>6.1} µs/step CPU",
+            "  {label}: {:>8.1} ms   {:>9.0} steps/s   {:>6.1} µs/step wall   {:>6.1} µs/step CPU (writer thread {:>5.1})",
             s.wall.as_secs_f64() * 1e3,
             steps as f64 / s.wall.as_secs_f64(),
             micros(s.wall, steps),
             micros(s.cpu, steps),
+            micros(s.writer, steps),
         );
     }
 
@@ -264,12 +310,13 @@ async fn main() {
             let (e, b, ec, bc) = http_runs(reps, *runs, with_store, addr).await;
             let overhead = e.cpu.saturating_sub(b.cpu);
             println!(
-                "  {label}: {:>8.1} ms   {:>9.0} steps/s   CPU/step {:>6.1} µs (bare HTTP {:>6.1} µs) → overhead {:>6.1} µs/step   TCP connects {ec} (bare {bc})",
+                "  {label}: {:>8.1} ms   {:>9.0} steps/s   CPU/step {:>6.1} µs (bare HTTP {:>6.1} µs) → overhead {:>6.1} µs/step (writer thread {:>5.1})   TCP connects {ec} (bare {bc})",
                 e.wall.as_secs_f64() * 1e3,
                 total as f64 / e.wall.as_secs_f64(),
                 micros(e.cpu, total),
                 micros(b.cpu, total),
                 micros(overhead, total),
+                micros(e.writer, total),
             );
         }
     }

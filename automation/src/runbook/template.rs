@@ -6,12 +6,13 @@
 //! string or `now`), `seconds "10m"` (duration → seconds), `duration 90`
 //! (seconds → `1m30s`), plus handlebars' `eq ne gt gte lt lte and or not len`.
 
-use std::sync::OnceLock;
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock, RwLock};
 
 use handlebars::template::{Parameter, TemplateElement};
 use handlebars::{
     Context, Handlebars, Helper, HelperDef, RenderContext, RenderError, RenderErrorReason,
-    ScopedJson, Template,
+    Renderable, ScopedJson, Template,
 };
 use serde_json::Value as J;
 
@@ -70,9 +71,47 @@ pub fn render(text: &str, ctx: &Context, escape: Escape) -> Result<String, Templ
     if !text.contains("{{") {
         return Ok(text.to_string());
     }
-    registry(escape)
-        .render_template_with_context(text, ctx)
-        .map_err(|e| TemplateError(describe_render_error(&e)))
+    let fail = |e: RenderError| TemplateError(describe_render_error(&e));
+    let template = compiled(text).map_err(|e| fail(e.into()))?;
+    let mut out = Rendered(String::new());
+    let mut rc = RenderContext::new(None);
+    template
+        .render(registry(escape), ctx, &mut rc, &mut out)
+        .map_err(fail)?;
+    Ok(out.0)
+}
+
+/// Templates compiled so far, by text: a runbook's templates are rendered
+/// on every run, and compiling one costs more than rendering it.
+const MAX_COMPILED: usize = 4096;
+
+fn compiled(text: &str) -> Result<Arc<Template>, handlebars::TemplateError> {
+    static CACHE: OnceLock<RwLock<HashMap<String, Arc<Template>>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    if let Some(t) = cache.read().ok().and_then(|c| c.get(text).cloned()) {
+        return Ok(t);
+    }
+    // Compiling does not depend on the registry (its `prevent_indent` only
+    // concerns partials, which runbooks have none of): one entry serves either escape.
+    let template = Arc::new(Template::compile(text)?);
+    if let Ok(mut c) = cache.write() {
+        // Texts built at run time could grow it without end: start over instead.
+        if c.len() >= MAX_COMPILED {
+            c.clear();
+        }
+        c.insert(text.to_string(), template.clone());
+    }
+    Ok(template)
+}
+
+/// Output into a string grown as needed (handlebars' own reserves 8 KiB per render).
+struct Rendered(String);
+
+impl handlebars::Output for Rendered {
+    fn write(&mut self, seg: &str) -> std::io::Result<()> {
+        self.0.push_str(seg);
+        Ok(())
+    }
 }
 
 fn describe_render_error(e: &RenderError) -> String {
@@ -548,6 +587,24 @@ mod tests {
         Context::from(
             json!({"params": {"name": "a'b; rm -rf /", "n": 3, "empty": null}, "now": "2026-11-23T08:00:00Z"}),
         )
+    }
+
+    #[test]
+    fn a_compiled_template_renders_each_context_and_each_escape_anew() {
+        let t = "x={{params.name}}";
+        let other = Context::from(json!({"params": {"name": "b"}}));
+        assert_eq!(render(t, &ctx(), Escape::None).unwrap(), "x=a'b; rm -rf /");
+        assert_eq!(render(t, &other, Escape::None).unwrap(), "x=b");
+        // The same compiled template, quoted by the shell registry.
+        assert_eq!(
+            render(t, &ctx(), Escape::Shell).unwrap(),
+            r"x='a'\''b; rm -rf /'"
+        );
+        // A template that does not compile fails every time, never cached as text.
+        for _ in 0..2 {
+            let e = render("{{#if}}", &ctx(), Escape::None).unwrap_err();
+            assert!(e.0.starts_with("template does not compile"), "{e}");
+        }
     }
 
     #[test]

@@ -32,9 +32,9 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use rusqlite::{Connection, OpenFlags, TransactionBehavior, params};
+use rusqlite::{Connection, OpenFlags, params};
 use tokio::sync::oneshot;
 
 use super::StoreError;
@@ -46,6 +46,10 @@ const MAX_REMEMBERED_RUNS: usize = 10_000;
 /// How long records nobody waits for are held for a record that is waited
 /// for (a step's end for the next step's start) before they are committed alone.
 const HOLD: Duration = Duration::from_millis(2);
+/// How long a batch with a waited record stays open for other busy runs' records.
+const LINGER: Duration = Duration::from_micros(500);
+/// A run that handed over a record this recently is busy.
+const ACTIVE: Duration = Duration::from_millis(20);
 /// How long a write waits for another connection's write lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -209,9 +213,74 @@ fn drain(rx: &Receiver<Job>, jobs: &mut Vec<Job>) {
     }
 }
 
+/// Runs that handed over records lately: while other runs are busy, a batch
+/// with a waited record is held open briefly for theirs (see [`next_batch`]).
+#[derive(Default)]
+struct Activity {
+    /// Run → when it last handed over a record.
+    seen: HashMap<String, Instant>,
+}
+
+impl Activity {
+    fn note(&mut self, jobs: &[Job], now: Instant) {
+        for job in jobs {
+            match job {
+                Job::Write(op, _) => {
+                    let run = run_of(op);
+                    match self.seen.get_mut(run) {
+                        Some(t) => *t = now,
+                        None => {
+                            self.seen.insert(run.to_string(), now);
+                        }
+                    }
+                }
+                // A run's final flush: it hands over nothing more but its status.
+                Job::Flush {
+                    run_id, take: true, ..
+                } => {
+                    self.seen.remove(run_id);
+                }
+                Job::Flush { .. } => {}
+            }
+        }
+        if self.seen.len() > MAX_REMEMBERED_RUNS {
+            self.seen.retain(|_, t| now.duration_since(*t) < ACTIVE);
+        }
+    }
+
+    /// Runs that handed over a record within [`ACTIVE`].
+    fn busy(&self, now: Instant) -> usize {
+        self.seen
+            .values()
+            .filter(|t| now.duration_since(**t) < ACTIVE)
+            .count()
+    }
+}
+
+/// Runs with a waited record in a batch being gathered.
+#[derive(Default)]
+struct Waiting(std::collections::HashSet<String>);
+
+impl Waiting {
+    fn add(&mut self, jobs: &[Job]) {
+        for job in jobs {
+            if let Job::Write(op, Reply::Wait(_)) = job
+                && !self.0.contains(run_of(op))
+            {
+                self.0.insert(run_of(op).to_string());
+            }
+        }
+    }
+}
+
 /// The next batch: what is queued, and — while nothing in it is waited for —
-/// what arrives within [`HOLD`]. `None` once every handle is gone and all is done.
-fn next_batch(rx: &Receiver<Job>) -> Option<Vec<Job>> {
+/// what arrives within [`HOLD`]. Once something in it is waited for and other
+/// runs were recently busy, what they hand over within [`LINGER`] joins it:
+/// one commit then serves many runs (a commit costs more than the records in
+/// it), at the price of up to [`LINGER`] before a step starts. A single run
+/// never waits: its next record cannot come before this commit.
+/// `None` once every handle is gone and all is done.
+fn next_batch(rx: &Receiver<Job>, activity: &mut Activity) -> Option<Vec<Job>> {
     let mut jobs = vec![rx.recv().ok()?];
     drain(rx, &mut jobs);
     while jobs.len() < MAX_BATCH && !jobs.iter().any(Job::waited_for) {
@@ -223,6 +292,28 @@ fn next_batch(rx: &Receiver<Job>) -> Option<Vec<Job>> {
             Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
         }
     }
+    let start = Instant::now();
+    activity.note(&jobs, start);
+    // Counted once: runs rarely start or go quiet within a linger.
+    let busy = activity.busy(start);
+    let mut waiting = Waiting::default();
+    waiting.add(&jobs);
+    while jobs.len() < MAX_BATCH && busy > waiting.0.len() {
+        let left = LINGER.saturating_sub(start.elapsed());
+        if left.is_zero() {
+            break;
+        }
+        match rx.recv_timeout(left) {
+            Ok(job) => {
+                let from = jobs.len();
+                jobs.push(job);
+                drain(rx, &mut jobs);
+                activity.note(&jobs[from..], Instant::now());
+                waiting.add(&jobs[from..]);
+            }
+            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
+        }
+    }
     Some(jobs)
 }
 
@@ -230,7 +321,8 @@ fn run(mut conn: Connection, rx: Receiver<Job>) {
     let mut seqs: HashMap<String, i64> = HashMap::new();
     // First failure of a record nobody waited for, by run.
     let mut failed: HashMap<String, String> = HashMap::new();
-    while let Some(jobs) = next_batch(&rx) {
+    let mut activity = Activity::default();
+    while let Some(jobs) = next_batch(&rx, &mut activity) {
         if seqs.len() > MAX_REMEMBERED_RUNS {
             seqs.clear();
         }
@@ -305,18 +397,26 @@ fn commit(conn: &mut Connection, seqs: &mut HashMap<String, i64>, batch: &[&Op])
 
 /// `BEGIN IMMEDIATE`: the write lock is taken (waiting up to the busy
 /// timeout) before `MAX(seq)` is read, so a read never has to be upgraded.
+/// `BEGIN` and `COMMIT` are prepared once like the writes (rusqlite's
+/// `Transaction` parses them anew each time).
 fn in_transaction(
     conn: &mut Connection,
     seqs: &mut HashMap<String, i64>,
     batch: &[&Op],
 ) -> rusqlite::Result<Vec<usize>> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let mut rows = Vec::with_capacity(batch.len());
-    for op in batch {
-        rows.push(apply(&tx, seqs, op)?);
+    conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
+    let result = (|| {
+        let mut rows = Vec::with_capacity(batch.len());
+        for op in batch {
+            rows.push(apply(conn, seqs, op)?);
+        }
+        conn.prepare_cached("COMMIT")?.execute([])?;
+        Ok(rows)
+    })();
+    if result.is_err() && !conn.is_autocommit() {
+        let _ = conn.execute_batch("ROLLBACK");
     }
-    tx.commit()?;
-    Ok(rows)
+    result
 }
 
 /// The run's next `seq`: remembered, or `MAX(seq) + 1` read once.
