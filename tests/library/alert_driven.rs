@@ -336,6 +336,26 @@ async fn backlog(url: &str) -> Option<f64> {
     metric(url, "sluice_backlog_size", "topic=\"orders\"").await
 }
 
+/// The service beside `w` with shipped runbook `runbook`, its scaling
+/// parameter `param` defaulting to 2 instead of 1: with 3 partitions, a 2 + 1
+/// split leaves the busier worker barely faster than its input.
+async fn serve_scaling_by_two(w: World, runbook: &str, param: &str) -> Served {
+    let (from, to) = (
+        format!("{param}: {{type: int, default: 1,"),
+        format!("{param}: {{type: int, default: 2,"),
+    );
+    Served::serve(
+        w,
+        &[runbook],
+        |_, _, t| {
+            assert!(t.contains(&from), "{runbook} has no `{from}`");
+            t.replace(&from, &to)
+        },
+        ServeOpts::default(),
+    )
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn input_outpacing_one_worker_fires_high_latency_and_more_workers_catch_up() {
     let w = World::new(WorldOpts {
@@ -353,18 +373,7 @@ async fn input_outpacing_one_worker_fires_high_latency_and_more_workers_catch_up
             .filter(|ms| *ms > 0.0 && *ms < 500.0)
     })
     .await;
-    let s = Served::serve(
-        w,
-        &["high-latency"],
-        |_, _, t| {
-            t.replace(
-                "step: {type: int, default: 1,",
-                "step: {type: int, default: 2,",
-            )
-        },
-        ServeOpts::default(),
-    )
-    .await;
+    let s = serve_scaling_by_two(w, "high-latency", "step").await;
     let cfg = get_json_at(&url, "/admin/config").await;
     assert_eq!(cfg["processing"]["parallelism"], 1);
     let mut t = Timing::start();
@@ -421,18 +430,7 @@ async fn input_outpacing_one_engine_fires_consumer_lag_and_more_processes_drain_
         backlog(&url).await.filter(|n| *n < 1_000.0)
     })
     .await;
-    let s = Served::serve(
-        w,
-        &["scale-out"],
-        |_, _, t| {
-            t.replace(
-                "add: {type: int, default: 1,",
-                "add: {type: int, default: 2,",
-            )
-        },
-        ServeOpts::default(),
-    )
-    .await;
+    let s = serve_scaling_by_two(w, "scale-out", "add").await;
     let mut t = Timing::start();
     inject(&url, json!({"processing_delay_ms": RECORD_COST_MS})).await;
     let id = s.first_run("scale-out", Duration::from_secs(150)).await;

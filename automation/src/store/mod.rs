@@ -408,7 +408,7 @@ impl Store {
             run.source.into(),
             queued_at.into(),
         ];
-        let written = self.write_run(run.id, sql, args).await?;
+        let written = self.write_run(run.id, sql, args, false).await?;
         if written == 1 {
             return Ok(());
         }
@@ -440,18 +440,21 @@ impl Store {
 
     /// Writes a record of run `run_id`: on SQLite files through the step
     /// writer (one writer, in order with the run's steps, no lock contention
-    /// between connections), otherwise on the pool. Returns the rows changed.
+    /// between connections), otherwise on the pool. `last`: the run's final
+    /// record. Returns the rows changed.
     async fn write_run(
         &self,
         run_id: &str,
         sql: &'static str,
         args: Vec<Arg>,
+        last: bool,
     ) -> Result<u64, StoreError> {
         if let Some(w) = &self.writer {
             let op = writer::Op::Exec {
                 run_id: run_id.to_string(),
                 sql,
                 args,
+                last,
             };
             return Ok(w.write(op).await? as u64);
         }
@@ -463,7 +466,7 @@ impl Store {
     /// Replaces the recorded parameters (after defaults and templates are resolved).
     pub async fn set_run_params(&self, id: &str, params: &J) -> Result<(), StoreError> {
         let sql = "UPDATE runs SET params = $1 WHERE id = $2";
-        self.write_run(id, sql, vec![json_text(params).into(), id.into()])
+        self.write_run(id, sql, vec![json_text(params).into(), id.into()], false)
             .await?;
         Ok(())
     }
@@ -479,7 +482,7 @@ impl Store {
     pub async fn set_run_status(&self, id: &str, status: RunStatus) -> Result<(), StoreError> {
         let sql = "UPDATE runs SET status = $1 WHERE id = $2";
         let done = self
-            .write_run(id, sql, vec![status.as_str().into(), id.into()])
+            .write_run(id, sql, vec![status.as_str().into(), id.into()], false)
             .await?;
         if done == 0 {
             return Err(StoreError::NoSuchRun(id.to_string()));
@@ -503,7 +506,7 @@ impl Store {
             ts(at).into(),
             id.into(),
         ];
-        self.write_run(id, sql, args).await?;
+        self.write_run(id, sql, args, true).await?;
         Ok(())
     }
 
@@ -576,6 +579,7 @@ impl Store {
                 run_id: s.run_id.to_string(),
                 sql: FINISH_SQL,
                 args,
+                last: false,
             });
         }
         on_pool!(self, p => { bind_args!(sqlx::query(FINISH_SQL), &args).execute(p).await?; });

@@ -29,7 +29,7 @@
 //! a step's end and the next commit, that step is found `running` — exactly
 //! as if it had died during the step — and is resumed only if idempotent.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
@@ -75,6 +75,8 @@ pub(super) enum Op {
         run_id: String,
         sql: &'static str,
         args: Vec<super::Arg>,
+        /// The run's final record (its end status): it hands over nothing more.
+        last: bool,
     },
 }
 
@@ -225,6 +227,14 @@ impl Activity {
     fn note(&mut self, jobs: &[Job], now: Instant) {
         for job in jobs {
             match job {
+                Job::Write(
+                    Op::Exec {
+                        run_id, last: true, ..
+                    },
+                    _,
+                ) => {
+                    self.seen.remove(run_id);
+                }
                 Job::Write(op, _) => {
                     let run = run_of(op);
                     match self.seen.get_mut(run) {
@@ -233,12 +243,6 @@ impl Activity {
                             self.seen.insert(run.to_string(), now);
                         }
                     }
-                }
-                // A run's final flush: it hands over nothing more but its status.
-                Job::Flush {
-                    run_id, take: true, ..
-                } => {
-                    self.seen.remove(run_id);
                 }
                 Job::Flush { .. } => {}
             }
@@ -257,19 +261,27 @@ impl Activity {
     }
 }
 
-/// Runs with a waited record in a batch being gathered.
-#[derive(Default)]
-struct Waiting(std::collections::HashSet<String>);
-
-impl Waiting {
-    fn add(&mut self, jobs: &[Job]) {
-        for job in jobs {
-            if let Job::Write(op, Reply::Wait(_)) = job
-                && !self.0.contains(run_of(op))
-            {
-                self.0.insert(run_of(op).to_string());
-            }
+/// Adds the runs with a waited record in `jobs` to `runs`.
+fn waiting_runs(jobs: &[Job], runs: &mut HashSet<String>) {
+    for job in jobs {
+        if let Job::Write(op, Reply::Wait(_)) = job
+            && !runs.contains(run_of(op))
+        {
+            runs.insert(run_of(op).to_string());
         }
+    }
+}
+
+/// Waits up to `wait` for one more job, then takes what else is queued;
+/// false if none came.
+fn gather(rx: &Receiver<Job>, jobs: &mut Vec<Job>, wait: Duration) -> bool {
+    match rx.recv_timeout(wait) {
+        Ok(job) => {
+            jobs.push(job);
+            drain(rx, jobs);
+            true
+        }
+        Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => false,
     }
 }
 
@@ -283,36 +295,23 @@ impl Waiting {
 fn next_batch(rx: &Receiver<Job>, activity: &mut Activity) -> Option<Vec<Job>> {
     let mut jobs = vec![rx.recv().ok()?];
     drain(rx, &mut jobs);
-    while jobs.len() < MAX_BATCH && !jobs.iter().any(Job::waited_for) {
-        match rx.recv_timeout(HOLD) {
-            Ok(job) => {
-                jobs.push(job);
-                drain(rx, &mut jobs);
-            }
-            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
-        }
+    while jobs.len() < MAX_BATCH && !jobs.iter().any(Job::waited_for) && gather(rx, &mut jobs, HOLD)
+    {
     }
     let start = Instant::now();
     activity.note(&jobs, start);
     // Counted once: runs rarely start or go quiet within a linger.
     let busy = activity.busy(start);
-    let mut waiting = Waiting::default();
-    waiting.add(&jobs);
-    while jobs.len() < MAX_BATCH && busy > waiting.0.len() {
+    let mut waiting = HashSet::new();
+    waiting_runs(&jobs, &mut waiting);
+    while jobs.len() < MAX_BATCH && busy > waiting.len() {
+        let from = jobs.len();
         let left = LINGER.saturating_sub(start.elapsed());
-        if left.is_zero() {
+        if left.is_zero() || !gather(rx, &mut jobs, left) {
             break;
         }
-        match rx.recv_timeout(left) {
-            Ok(job) => {
-                let from = jobs.len();
-                jobs.push(job);
-                drain(rx, &mut jobs);
-                activity.note(&jobs[from..], Instant::now());
-                waiting.add(&jobs[from..]);
-            }
-            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
-        }
+        activity.note(&jobs[from..], Instant::now());
+        waiting_runs(&jobs[from..], &mut waiting);
     }
     Some(jobs)
 }
