@@ -15,6 +15,10 @@ use sluice_automation::alert::{AlertEventKind, LocalEngine, RuleManager, RuleMan
 use sluice_automation::scrape::{ScrapeTarget, Scraper};
 use sluice_promql::MemStorage;
 
+/// The allocator the `sluice` binary ships with (see its `main.rs`).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const RULES: &str = "groups:\n  - name: latency\n    interval: 1s\n    rules:\n      - alert: Crossed\n        expr: sluice_backlog_size > 100\n";
 
 async fn metrics(State(v): State<Arc<AtomicU64>>) -> String {

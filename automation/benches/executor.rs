@@ -22,7 +22,8 @@
 //! With the store, the record writer thread's own CPU is printed beside the
 //! totals (the rest of the store's cost is on the executor's side).
 //!
-//! Env: `REPS` (5; the median is printed), `RUNS` (`1000,100`), `STEPS` (1000).
+//! Env: `REPS` (5; the median is printed), `RUNS` (`1000,100`), `STEPS` (1000),
+//! `STORE` (`both`; `none` or `sqlite` measures one side only, e.g. to profile it).
 //! Runs on a 2-worker tokio runtime. With the store, each repetition gets a
 //! fresh SQLite file in a temporary directory (WAL, synchronous=NORMAL: the
 //! shipped defaults).
@@ -38,6 +39,10 @@ use sluice_automation::exec::context::Services;
 use sluice_automation::exec::executor::{RunRequest, RunStatus, execute};
 use sluice_automation::runbook::{Runbook, load_str};
 use sluice_automation::store::Store;
+
+/// The allocator the `sluice` binary ships with (see its `main.rs`).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn env(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -160,9 +165,14 @@ async fn serve() -> SocketAddr {
         "/ok",
         axum::routing::get(|| async { axum::Json(serde_json::json!({"ok": true, "n": 1})) }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
+    // 1,000 concurrent connects overflow the default accept queue (1,024
+    // minus what the accept loop is behind by): dropped handshakes are then
+    // retransmitted by kernel timers whose CPU lands on whatever thread runs.
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind("127.0.0.1:0".parse().expect("address"))
         .expect("bind");
+    let listener = socket.listen(4096).expect("listen");
     let addr = listener.local_addr().expect("addr");
     let listener = listener.tap_io(|_| {
         ACCEPTED.fetch_add(1, Ordering::Relaxed);
@@ -287,10 +297,19 @@ async fn main() {
         .filter_map(|r| r.trim().parse().ok())
         .collect();
     let steps = env("STEPS", 1000);
+    let store = std::env::var("STORE").unwrap_or_else(|_| "both".into());
+    let sides: Vec<(&str, bool)> = [("no store", false), ("sqlite  ", true)]
+        .into_iter()
+        .filter(|(_, with)| match store.as_str() {
+            "none" => !with,
+            "sqlite" => *with,
+            _ => true,
+        })
+        .collect();
     println!("executor overhead — median of {reps}, tokio multi-thread runtime with 2 workers\n");
 
     println!("{steps} no-op steps in one run:");
-    for (label, with_store) in [("no store", false), ("sqlite  ", true)] {
+    for &(label, with_store) in &sides {
         let s = no_op_steps(reps, steps, with_store).await;
         println!(
             "  {label}: {:>8.1} ms   {:>9.0} steps/s   {:>6.1} µs/step wall   {:>6.1} µs/step CPU (writer thread {:>5.1})",
@@ -306,7 +325,7 @@ async fn main() {
     for runs in &runs {
         let total = runs * 5;
         println!("\n{runs} concurrent runs × 5 http steps ({total} steps) against 127.0.0.1:");
-        for (label, with_store) in [("no store", false), ("sqlite  ", true)] {
+        for &(label, with_store) in &sides {
             let (e, b, ec, bc) = http_runs(reps, *runs, with_store, addr).await;
             let overhead = e.cpu.saturating_sub(b.cpu);
             println!(

@@ -16,6 +16,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value as J, json};
 
+/// The allocator the `sluice` binary ships with (see its `main.rs`).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn env_num(name: &str, default: u64) -> u64 {
     std::env::var(name)
         .ok()

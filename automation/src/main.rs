@@ -3,6 +3,13 @@
 use clap::Parser;
 use sluice_automation::cli::{Cli, ExitCode};
 
+/// mimalloc rather than glibc's malloc: records and requests are allocated on
+/// the runtime's workers and freed on the record writer thread (and the
+/// reverse), which glibc serves through locked arenas and frequent trims —
+/// about a third of the executor's overhead per step in `benches/executor.rs`.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     match sluice_automation::cli::run(cli) {
