@@ -6,7 +6,8 @@ use sluice_automation::cli::{Cli, ExitCode};
 /// mimalloc rather than glibc's malloc: records and requests are allocated on
 /// the runtime's workers and freed on the record writer thread (and the
 /// reverse), which glibc serves through locked arenas and frequent trims —
-/// about a third of the executor's overhead per step in `benches/executor.rs`.
+/// malloc/free were about 14% of `benches/executor.rs`'s CPU. `no_thp` keeps
+/// the RSS at glibc's level (docs/runbooks.md, "Executor overhead").
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

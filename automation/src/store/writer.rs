@@ -235,16 +235,16 @@ impl Writer {
 
 /// One caller counted in [`Writer::waiting`] until dropped (also when its
 /// future is dropped mid-wait).
-struct Waiting<'a>(&'a AtomicUsize, usize);
+struct Waiting<'a>(&'a AtomicUsize);
 
 impl<'a> Waiting<'a> {
     fn enter(count: &'a AtomicUsize) -> Self {
-        let before = count.fetch_add(1, Ordering::Relaxed);
-        Waiting(count, before)
+        count.fetch_add(1, Ordering::Relaxed);
+        Waiting(count)
     }
 
     fn alone(&self) -> bool {
-        self.1 == 0 && self.0.load(Ordering::Relaxed) == 1
+        self.0.load(Ordering::Relaxed) == 1
     }
 }
 
@@ -332,8 +332,8 @@ fn waiting_runs(jobs: &[Job], runs: &mut HashSet<String>) {
 /// The next job within `wait` (`None`: forever); with `spin`, polled for
 /// up to [`SPIN`] of it before sleeping.
 fn recv(rx: &Receiver<Job>, wait: Option<Duration>, spin: bool) -> Result<Job, RecvTimeoutError> {
+    let spun = Instant::now();
     if spin {
-        let spun = Instant::now();
         let budget = wait.map_or(SPIN, |w| w.min(SPIN));
         while spun.elapsed() < budget {
             match rx.try_recv() {
@@ -344,7 +344,7 @@ fn recv(rx: &Receiver<Job>, wait: Option<Duration>, spin: bool) -> Result<Job, R
         }
     }
     match wait {
-        Some(w) => rx.recv_timeout(w),
+        Some(w) => rx.recv_timeout(w.saturating_sub(spun.elapsed())),
         None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
     }
 }
