@@ -339,7 +339,8 @@ impl Store {
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
                 .busy_timeout(StdDuration::from_secs(10))
-                .foreign_keys(true);
+                .foreign_keys(true)
+                .pragma("wal_autocheckpoint", writer::WAL_AUTOCHECKPOINT.to_string());
             // One in-memory database must be one connection.
             let max = if path == ":memory:" { 1 } else { 4 };
             if path != ":memory:" {

@@ -61,6 +61,12 @@ const ACTIVE: Duration = Duration::from_millis(20);
 /// How long the writer, or a caller waiting for a commit, polls before it
 /// sleeps while a single run is busy (see the module doc).
 const SPIN: Duration = Duration::from_micros(200);
+/// WAL pages after which a commit checkpoints (SQLite's default is 1,000).
+/// A checkpoint syncs the WAL and the database file and the committing
+/// thread waits for it: at 1,000 pages a sequential run's steps cost 75–84
+/// µs of wall time each, at 10,000 37–51 µs (the bench). The WAL file then
+/// grows to about 40 MB before it is reused from its start.
+pub(super) const WAL_AUTOCHECKPOINT: u32 = 10_000;
 /// How long a write waits for another connection's write lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -156,6 +162,7 @@ fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
     conn.busy_timeout(BUSY_TIMEOUT)?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "foreign_keys", true)?;
+    conn.pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT)?;
     Ok(conn)
 }
 
