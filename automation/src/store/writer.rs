@@ -62,10 +62,10 @@ const ACTIVE: Duration = Duration::from_millis(20);
 /// sleeps while a single run is busy (see the module doc).
 const SPIN: Duration = Duration::from_micros(200);
 /// WAL pages after which a commit checkpoints (SQLite's default is 1,000).
-/// A checkpoint syncs the WAL and the database file and the committing
-/// thread waits for it: at 1,000 pages a sequential run's steps cost 75–84
-/// µs of wall time each, at 10,000 37–51 µs (the bench). The WAL file then
-/// grows to about 40 MB before it is reused from its start.
+/// A checkpoint syncs the WAL and the database file while the committing
+/// thread waits, so fewer of them shorten a sequential run's steps (numbers
+/// in docs/runbooks.md, "Executor overhead"); the WAL file grows to about
+/// 40 MB before it is reused from its start.
 pub(super) const WAL_AUTOCHECKPOINT: u32 = 10_000;
 /// How long a write waits for another connection's write lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
