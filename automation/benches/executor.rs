@@ -9,15 +9,18 @@
 //!    per step is the executor's overhead (render, redact, record, scope).
 //! 2. 1,000 concurrent runs of a 5-step runbook of `http` calls against a
 //!    loopback server (four of the five steps template a header from the
-//!    previous step's output). The same 5,000 requests are also sent bare with
-//!    the same client and concurrency; the CPU time difference per step is
-//!    the executor's overhead there (wall time on a shared 2-core machine
-//!    mostly measures the HTTP round trips). Both sides use a fresh client of
-//!    the shipped configuration, and the TCP connections each side opened
-//!    are printed (a request that finds no idle connection opens one, so a
-//!    difference there is part of the difference in CPU). Between
-//!    repetitions the dropped clients' sockets are waited for, so none is
-//!    inherited. The same is also measured at 100 concurrent runs.
+//!    previous step's output). Right after, the same 5,000 requests are sent
+//!    bare with the same client and concurrency; the CPU time difference per
+//!    step is the executor's overhead there (wall time on a shared 2-core
+//!    machine mostly measures the HTTP round trips). The median over
+//!    repetitions of each pair's difference is printed, with its quartiles.
+//!    Both sides use a fresh client of the shipped configuration, and the
+//!    TCP connections each side opened are printed (a request that finds no
+//!    idle connection opens one, so a difference there is part of the
+//!    difference in CPU). Between repetitions the dropped clients' sockets
+//!    are waited for, so none is inherited, and so is the dropped store's
+//!    writer (closing checkpoints the WAL). The same is also measured at 100
+//!    concurrent runs.
 //!
 //! With the store, the record writer thread's own CPU is printed beside the
 //! totals (the rest of the store's cost is on the executor's side).
@@ -69,21 +72,40 @@ fn cpu_time() -> Duration {
 /// `/proc/self/task/*/schedstat`, nanoseconds on CPU): what of the store's
 /// cost is the writer's own, the rest being the executor's side of it.
 fn writer_cpu() -> Duration {
-    let mut total = Duration::ZERO;
+    writer_tasks()
+        .iter()
+        .filter_map(|task| {
+            let stat = std::fs::read_to_string(task.join("schedstat")).ok()?;
+            stat.split_whitespace().next()?.parse().ok()
+        })
+        .map(Duration::from_nanos)
+        .sum()
+}
+
+/// `/proc/self/task/…` of this process's record writer threads.
+fn writer_tasks() -> Vec<std::path::PathBuf> {
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return total;
+        return Vec::new();
     };
-    for task in tasks.flatten() {
-        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
-        if !comm.starts_with("sluice-store-wr") {
-            continue;
+    tasks
+        .flatten()
+        .map(|t| t.path())
+        .filter(|t| {
+            std::fs::read_to_string(t.join("comm")).is_ok_and(|c| c.starts_with("sluice-store-wr"))
+        })
+        .collect()
+}
+
+/// Waits (up to 10 s) until the record writers of dropped stores have
+/// exited: closing its connection checkpoints the WAL into the database
+/// file, work that would otherwise land in the next repetition's numbers.
+async fn writers_gone() {
+    for _ in 0..500 {
+        if writer_tasks().is_empty() {
+            return;
         }
-        let stat = std::fs::read_to_string(task.path().join("schedstat")).unwrap_or_default();
-        if let Some(ns) = stat.split_whitespace().next().and_then(|n| n.parse().ok()) {
-            total += Duration::from_nanos(ns);
-        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    total
 }
 
 fn runbook(text: &str) -> Arc<Runbook> {
@@ -152,6 +174,8 @@ async fn no_op_steps(reps: usize, steps: usize, with_store: bool) -> Sample {
         })
         .await;
         samples.push(s);
+        drop(sv);
+        writers_gone().await;
     }
     median(samples)
 }
@@ -183,14 +207,21 @@ async fn serve() -> SocketAddr {
     addr
 }
 
-/// (executor, bare HTTP) medians for `runs` concurrent runs of 5 HTTP
-/// steps, and the TCP connections each side opened (summed over repetitions).
-async fn http_runs(
-    reps: usize,
-    runs: usize,
-    with_store: bool,
-    addr: SocketAddr,
-) -> (Sample, Sample, usize, usize) {
+/// `runs` concurrent runs of 5 HTTP steps against the same requests sent bare.
+struct HttpResult {
+    /// Medians of each side.
+    exec: Sample,
+    bare: Sample,
+    /// CPU of the executor minus that of the bare requests measured right
+    /// after it, per repetition, sorted: the machine's drift between
+    /// repetitions (other tenants, DAMON) cancels within a pair.
+    overheads: Vec<f64>,
+    /// TCP connections each side opened, per repetition.
+    exec_conns: usize,
+    bare_conns: usize,
+}
+
+async fn http_runs(reps: usize, runs: usize, with_store: bool, addr: SocketAddr) -> HttpResult {
     let mut text =
         format!("name: five\nsteps:\n  - id: s0\n    http: {{url: 'http://{addr}/ok'}}\n");
     for i in 1..5 {
@@ -250,13 +281,21 @@ async fn http_runs(
         bare_conns += ACCEPTED.load(Ordering::Relaxed) - middle;
         drop((sv, client));
         settle(fds_before).await;
+        writers_gone().await;
     }
-    (
-        median(exec),
-        median(bare),
-        exec_conns / reps,
-        bare_conns / reps,
-    )
+    let mut overheads: Vec<f64> = exec
+        .iter()
+        .zip(&bare)
+        .map(|(e, b)| e.cpu.as_secs_f64() - b.cpu.as_secs_f64())
+        .collect();
+    overheads.sort_by(f64::total_cmp);
+    HttpResult {
+        exec: median(exec),
+        bare: median(bare),
+        overheads,
+        exec_conns: exec_conns / reps,
+        bare_conns: bare_conns / reps,
+    }
 }
 
 fn open_fds() -> usize {
@@ -326,16 +365,21 @@ async fn main() {
         let total = runs * 5;
         println!("\n{runs} concurrent runs × 5 http steps ({total} steps) against 127.0.0.1:");
         for &(label, with_store) in &sides {
-            let (e, b, ec, bc) = http_runs(reps, *runs, with_store, addr).await;
-            let overhead = e.cpu.saturating_sub(b.cpu);
+            let r = http_runs(reps, *runs, with_store, addr).await;
+            let (e, b, o) = (r.exec, r.bare, &r.overheads);
+            let per_step = |secs: f64| secs * 1e6 / total as f64;
             println!(
-                "  {label}: {:>8.1} ms   {:>9.0} steps/s   CPU/step {:>6.1} µs (bare HTTP {:>6.1} µs) → overhead {:>6.1} µs/step (writer thread {:>5.1})   TCP connects {ec} (bare {bc})",
+                "  {label}: {:>8.1} ms   {:>9.0} steps/s   CPU/step {:>6.1} µs (bare HTTP {:>6.1} µs) → overhead {:>6.1} µs/step (quartiles {:.1}–{:.1}; writer thread {:>5.1})   TCP connects {} (bare {})",
                 e.wall.as_secs_f64() * 1e3,
                 total as f64 / e.wall.as_secs_f64(),
                 micros(e.cpu, total),
                 micros(b.cpu, total),
-                micros(overhead, total),
+                per_step(o[o.len() / 2]),
+                per_step(o[o.len() / 4]),
+                per_step(o[o.len() * 3 / 4]),
                 micros(e.writer, total),
+                r.exec_conns,
+                r.bare_conns,
             );
         }
     }
