@@ -54,8 +54,16 @@ const MAX_REMEMBERED_RUNS: usize = 10_000;
 /// How long records nobody waits for are held for a record that is waited
 /// for (a step's end for the next step's start) before they are committed alone.
 const HOLD: Duration = Duration::from_millis(2);
-/// How long a batch with a waited record stays open for other busy runs' records.
-const LINGER: Duration = Duration::from_micros(500);
+/// How long a batch with a waited record stays open for other busy runs'
+/// records at most, while they keep coming (see [`LINGER_GAP`]).
+const LINGER: Duration = Duration::from_micros(1500);
+/// The batch closes once no record came for this long: runs that are busy
+/// but not handing records over (a long step) do not hold it open.
+const LINGER_GAP: Duration = Duration::from_micros(250);
+/// With this many runs busy, a lingering writer sleeps through each gap and
+/// then takes what came, instead of waking for every record: records come
+/// tens of µs apart then, and each wake-up costs both threads a futex call.
+const NAP_BUSY: usize = 16;
 /// A run that handed over a record this recently is busy.
 const ACTIVE: Duration = Duration::from_millis(20);
 /// How long the writer, or a caller waiting for a commit, polls before it
@@ -371,10 +379,12 @@ fn gather(rx: &Receiver<Job>, jobs: &mut Vec<Job>, wait: Duration, spin: bool) -
 
 /// The next batch: what is queued, and — while nothing in it is waited for —
 /// what arrives within [`HOLD`]. Once something in it is waited for and other
-/// runs were recently busy, what they hand over within [`LINGER`] joins it:
-/// one commit then serves many runs (a commit costs more than the records in
-/// it), at the price of up to [`LINGER`] before a step starts. A single run
-/// never waits: its next record cannot come before this commit.
+/// runs were recently busy, what they hand over joins it, for as long as
+/// records keep coming ([`LINGER_GAP`]) and at most [`LINGER`]: one commit
+/// then serves many runs (a commit costs more than the records in it, and
+/// concurrent runs' records dirty the same pages), at the price of up to
+/// [`LINGER`] before a step starts. A single run never waits: its next
+/// record cannot come before this commit.
 /// While at most one run was busy at the last batch, the writer polls
 /// before it sleeps (see [`SPIN`]).
 /// `None` once every handle is gone and all is done.
@@ -395,8 +405,17 @@ fn next_batch(rx: &Receiver<Job>, activity: &mut Activity) -> Option<Vec<Job>> {
     waiting_runs(&jobs, &mut waiting);
     while jobs.len() < MAX_BATCH && busy > waiting.len() {
         let from = jobs.len();
-        let left = LINGER.saturating_sub(start.elapsed());
-        if left.is_zero() || !gather(rx, &mut jobs, left, false) {
+        let left = LINGER.saturating_sub(start.elapsed()).min(LINGER_GAP);
+        if left.is_zero() {
+            break;
+        }
+        if busy >= NAP_BUSY {
+            std::thread::sleep(left);
+            drain(rx, &mut jobs);
+            if jobs.len() == from {
+                break;
+            }
+        } else if !gather(rx, &mut jobs, left, false) {
             break;
         }
         activity.note(&jobs[from..], Instant::now());
@@ -406,13 +425,13 @@ fn next_batch(rx: &Receiver<Job>, activity: &mut Activity) -> Option<Vec<Job>> {
 }
 
 fn run(mut conn: Connection, rx: Receiver<Job>) {
-    let mut seqs: HashMap<String, i64> = HashMap::new();
+    let mut mem = Memory::default();
     // First failure of a record nobody waited for, by run.
     let mut failed: HashMap<String, String> = HashMap::new();
     let mut activity = Activity::default();
     while let Some(jobs) = next_batch(&rx, &mut activity) {
-        if seqs.len() > MAX_REMEMBERED_RUNS {
-            seqs.clear();
+        if mem.seqs.len() > MAX_REMEMBERED_RUNS {
+            mem.seqs.clear();
         }
         let mut writes = Vec::new();
         let mut flushes = Vec::new();
@@ -428,7 +447,7 @@ fn run(mut conn: Connection, rx: Receiver<Job>) {
             }
         }
         let ops: Vec<&Op> = writes.iter().map(|(op, _)| op).collect();
-        let results = commit(&mut conn, &mut seqs, &ops);
+        let results = commit(&mut conn, &mut mem, &ops);
         for ((op, reply), r) in writes.into_iter().zip(results) {
             match reply {
                 Reply::Wait(done) => {
@@ -462,20 +481,20 @@ fn run(mut conn: Connection, rx: Receiver<Job>) {
 /// Commits the batch in one transaction, in the order handed over (a step's
 /// finish before a later start of the same path). If it fails, each record
 /// is committed on its own so a bad record fails only its own caller.
-fn commit(conn: &mut Connection, seqs: &mut HashMap<String, i64>, batch: &[&Op]) -> Vec<Outcome> {
+fn commit(conn: &mut Connection, mem: &mut Memory, batch: &[&Op]) -> Vec<Outcome> {
     if batch.is_empty() {
         return Vec::new();
     }
     if batch.len() > 1 {
         // On failure the remembered seqs may be ahead of the rolled-back rows (gaps are harmless).
-        if let Ok(rows) = in_transaction(conn, seqs, batch) {
+        if let Ok(rows) = in_transaction(conn, mem, batch) {
             return rows.into_iter().map(Ok).collect();
         }
     }
     batch
         .iter()
         .map(
-            |op| match in_transaction(conn, seqs, std::slice::from_ref(op)) {
+            |op| match in_transaction(conn, mem, std::slice::from_ref(op)) {
                 Ok(rows) => Ok(rows[0]),
                 Err(e) => Err(e.to_string()),
             },
@@ -489,14 +508,14 @@ fn commit(conn: &mut Connection, seqs: &mut HashMap<String, i64>, batch: &[&Op])
 /// `Transaction` parses them anew each time).
 fn in_transaction(
     conn: &mut Connection,
-    seqs: &mut HashMap<String, i64>,
+    mem: &mut Memory,
     batch: &[&Op],
 ) -> rusqlite::Result<Vec<usize>> {
     conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
     let result = (|| {
         let mut rows = Vec::with_capacity(batch.len());
         for op in batch {
-            rows.push(apply(conn, seqs, op)?);
+            rows.push(apply(conn, mem, op)?);
         }
         conn.prepare_cached("COMMIT")?.execute([])?;
         Ok(rows)
@@ -508,24 +527,36 @@ fn in_transaction(
 }
 
 /// The run's next `seq`: remembered, or `MAX(seq) + 1` read once.
-fn next_seq(
-    conn: &Connection,
-    seqs: &mut HashMap<String, i64>,
-    run_id: &str,
-) -> rusqlite::Result<i64> {
-    if let Some(n) = seqs.get_mut(run_id) {
+fn next_seq(conn: &Connection, mem: &mut Memory, run_id: &str) -> rusqlite::Result<i64> {
+    if let Some(n) = mem.seqs.get_mut(run_id) {
         *n += 1;
         return Ok(*n);
     }
-    let max: i64 = prepare(conn, MAX_SEQ_SQL)?.query_row([run_id], |row| row.get(0))?;
-    seqs.insert(run_id.to_string(), max + 1);
+    let max: i64 = prepare(conn, mem, MAX_SEQ_SQL)?.query_row([run_id], |row| row.get(0))?;
+    mem.seqs.insert(run_id.to_string(), max + 1);
     Ok(max + 1)
 }
 
-/// Prepares `sql` (once per connection), checking that its parameters are
-/// `$1`, `$2`, … in order of appearance, since they are bound by position.
-fn prepare<'c>(conn: &'c Connection, sql: &str) -> rusqlite::Result<rusqlite::CachedStatement<'c>> {
+/// What the writer keeps between batches besides its connection.
+#[derive(Default)]
+struct Memory {
+    /// Run → the `seq` of its last step start.
+    seqs: HashMap<String, i64>,
+    /// Statements whose parameter names were checked (see [`prepare`]).
+    checked: HashSet<&'static str>,
+}
+
+/// Prepares `sql` (once per connection), checking once that its parameters
+/// are `$1`, `$2`, … in order of appearance, since they are bound by position.
+fn prepare<'c>(
+    conn: &'c Connection,
+    mem: &mut Memory,
+    sql: &'static str,
+) -> rusqlite::Result<rusqlite::CachedStatement<'c>> {
     let stmt = conn.prepare_cached(sql)?;
+    if mem.checked.contains(sql) {
+        return Ok(stmt);
+    }
     for i in 1..=stmt.parameter_count() {
         let name = stmt.parameter_name(i);
         if name.and_then(|n| n.strip_prefix('$')) != Some(&i.to_string()) {
@@ -534,10 +565,11 @@ fn prepare<'c>(conn: &'c Connection, sql: &str) -> rusqlite::Result<rusqlite::Ca
             )));
         }
     }
+    mem.checked.insert(sql);
     Ok(stmt)
 }
 
-fn apply(conn: &Connection, seqs: &mut HashMap<String, i64>, op: &Op) -> rusqlite::Result<usize> {
+fn apply(conn: &Connection, mem: &mut Memory, op: &Op) -> rusqlite::Result<usize> {
     Ok(match op {
         Op::Start {
             run_id,
@@ -546,12 +578,12 @@ fn apply(conn: &Connection, seqs: &mut HashMap<String, i64>, op: &Op) -> rusqlit
             inputs,
             started_at,
         } => {
-            let seq = next_seq(conn, seqs, run_id)?;
-            prepare(conn, START_SQL)?
+            let seq = next_seq(conn, mem, run_id)?;
+            prepare(conn, mem, START_SQL)?
                 .execute(params![run_id, path, seq, kind, inputs, started_at])?
         }
         Op::Exec { sql, args, .. } => {
-            prepare(conn, sql)?.execute(rusqlite::params_from_iter(args))?
+            prepare(conn, mem, sql)?.execute(rusqlite::params_from_iter(args))?
         }
     })
 }
