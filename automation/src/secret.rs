@@ -2,6 +2,7 @@
 //! serialized output, and a redactor that scrubs known secret values from
 //! anything recorded (run inputs, outputs, logs, errors).
 
+use std::borrow::Cow;
 use std::fmt;
 
 /// A secret string (token, password, webhook URL). Only [`Secret::expose`] reveals it.
@@ -82,16 +83,31 @@ impl Redactor {
         out
     }
 
-    pub fn json(&self, value: &serde_json::Value) -> serde_json::Value {
-        use serde_json::Value as J;
+    /// `value` with every secret masked; returned as is when there are none.
+    pub fn json(&self, value: serde_json::Value) -> serde_json::Value {
         if self.values.is_empty() {
-            return value.clone();
+            return value;
         }
+        self.mask(&value)
+    }
+
+    /// Like [`Redactor::json`] for a value the caller keeps: borrowed as is
+    /// when there are no secrets, so nothing is copied.
+    pub fn json_ref<'a>(&self, value: &'a serde_json::Value) -> Cow<'a, serde_json::Value> {
+        if self.values.is_empty() {
+            Cow::Borrowed(value)
+        } else {
+            Cow::Owned(self.mask(value))
+        }
+    }
+
+    fn mask(&self, value: &serde_json::Value) -> serde_json::Value {
+        use serde_json::Value as J;
         match value {
             J::String(s) => J::String(self.text(s)),
-            J::Array(items) => J::Array(items.iter().map(|v| self.json(v)).collect()),
+            J::Array(items) => J::Array(items.iter().map(|v| self.mask(v)).collect()),
             J::Object(map) => {
-                J::Object(map.iter().map(|(k, v)| (k.clone(), self.json(v))).collect())
+                J::Object(map.iter().map(|(k, v)| (k.clone(), self.mask(v))).collect())
             }
             other => other.clone(),
         }
@@ -113,6 +129,12 @@ mod tests {
     fn redactor_scrubs_nested_json() {
         let r = Redactor::new([&Secret::new("hunter2-token")]);
         let v = serde_json::json!({"h": ["Bearer hunter2-token"], "n": 1});
-        assert_eq!(r.json(&v), serde_json::json!({"h": ["Bearer ***"], "n": 1}));
+        let want = serde_json::json!({"h": ["Bearer ***"], "n": 1});
+        assert_eq!(*r.json_ref(&v), want);
+        assert_eq!(r.json(v.clone()), want);
+        // Without secrets nothing is copied.
+        let none = Redactor::new(std::iter::empty::<&Secret>());
+        assert!(matches!(none.json_ref(&v), Cow::Borrowed(_)));
+        assert_eq!(none.json(v.clone()), v);
     }
 }

@@ -288,7 +288,7 @@ pub async fn execute(
     scope.set("params", J::Object(params.clone()));
 
     if let Some(store) = store {
-        let recorded = services.redactor.json(&J::Object(params));
+        let recorded = services.redactor.json(J::Object(params));
         if preassigned {
             store.set_run_params(&id, &recorded).await?;
         } else {
@@ -622,7 +622,7 @@ async fn run_step(
         None => render_config(&step.config, step.kind.shell_fields, scope),
     };
     let inputs = match &rendered {
-        Ok(node) => services.redactor.json(&node.to_json()),
+        Ok(node) => services.redactor.json(node.to_json()),
         Err(_) => J::Null,
     };
     let action: Result<Arc<dyn Action>, String> = match (&step.fixed, rendered) {
@@ -719,10 +719,10 @@ async fn run_step(
     });
     let elapsed = clock.elapsed();
     let (status, output, error) = match &result {
-        Ok(out) => (StepStatus::Succeeded, services.redactor.json(out), None),
+        Ok(out) => (StepStatus::Succeeded, services.redactor.json_ref(out), None),
         Err(e) => (
             StepStatus::Failed,
-            J::Null,
+            std::borrow::Cow::Owned(J::Null),
             Some(services.redactor.text(&e.message)),
         ),
     };
@@ -751,18 +751,23 @@ async fn run_step(
         error.as_deref(),
         &inputs,
     );
+    drop(output);
     // Outputs are visible to later templates unredacted: a step may pass a secret on deliberately.
-    let record = match &result {
-        Ok(out) => json!({"status": "succeeded", "output": out, "attempts": attempts}),
-        Err(e) => {
-            json!({"status": "failed", "output": {}, "error": e.message, "attempts": attempts})
-        }
+    let (record, failure) = match result {
+        Ok(out) => (
+            json!({"status": "succeeded", "output": out, "attempts": attempts}),
+            None,
+        ),
+        Err(e) => (
+            json!({"status": "failed", "output": {}, "error": e.message, "attempts": attempts}),
+            Some(e.message),
+        ),
     };
     scope.set_step(id, record);
-    match result {
-        Ok(_) => Ok(()),
-        Err(_) if step.continue_on_error => Ok(()),
-        Err(e) => Err(stop(e.message)),
+    match failure {
+        None => Ok(()),
+        Some(_) if step.continue_on_error => Ok(()),
+        Some(e) => Err(stop(e)),
     }
 }
 

@@ -471,7 +471,7 @@ impl Runner {
         status: RunStatus,
         scope: Option<&str>,
     ) -> Result<(), StoreError> {
-        let request = self.services.redactor.json(&json!({
+        let request = self.services.redactor.json(json!({
             "alert": sub.alert,
             "webhook": sub.webhook,
             "scheduled_at": sub.scheduled_at.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
@@ -481,7 +481,7 @@ impl Runner {
         let params = self
             .services
             .redactor
-            .json(&J::Object(sub.params.clone().into_iter().collect()));
+            .json(J::Object(sub.params.clone().into_iter().collect()));
         let path = sub.runbook.path.display().to_string();
         self.store
             .create_run(&NewRun {
