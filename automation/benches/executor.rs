@@ -100,8 +100,13 @@ fn writer_tasks() -> Vec<std::path::PathBuf> {
 /// exited: closing its connection checkpoints the WAL into the database
 /// file, work that would otherwise land in the next repetition's numbers.
 async fn writers_gone() {
+    poll_until(|| writer_tasks().is_empty()).await;
+}
+
+/// Checks `done` every 20 ms until it holds, for up to 10 s.
+async fn poll_until(mut done: impl FnMut() -> bool) {
     for _ in 0..500 {
-        if writer_tasks().is_empty() {
+        if done() {
             return;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -305,12 +310,7 @@ fn open_fds() -> usize {
 /// Waits (up to 10 s) until the connections of the clients just dropped are
 /// closed at both ends, so no repetition inherits another's sockets.
 async fn settle(baseline: usize) {
-    for _ in 0..500 {
-        if open_fds() <= baseline + 8 {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    poll_until(|| open_fds() <= baseline + 8).await;
 }
 
 /// 1,000 concurrent requests hold 2,000 sockets (both ends): lift the soft

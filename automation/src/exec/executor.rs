@@ -751,7 +751,7 @@ async fn run_step(
         error.as_deref(),
         &inputs,
     );
-    drop(output);
+    drop(output); // it borrows `result`, taken apart below
     // Outputs are visible to later templates unredacted: a step may pass a secret on deliberately.
     let (record, failure) = match result {
         Ok(out) => (
@@ -765,9 +765,8 @@ async fn run_step(
     };
     scope.set_step(id, record);
     match failure {
-        None => Ok(()),
-        Some(_) if step.continue_on_error => Ok(()),
-        Some(e) => Err(stop(e)),
+        Some(e) if !step.continue_on_error => Err(stop(e)),
+        _ => Ok(()),
     }
 }
 

@@ -409,13 +409,14 @@ fn next_batch(rx: &Receiver<Job>, activity: &mut Activity) -> Option<Vec<Job>> {
         if left.is_zero() {
             break;
         }
-        if busy >= NAP_BUSY {
+        let came = if busy >= NAP_BUSY {
             std::thread::sleep(left);
             drain(rx, &mut jobs);
-            if jobs.len() == from {
-                break;
-            }
-        } else if !gather(rx, &mut jobs, left, false) {
+            jobs.len() > from
+        } else {
+            gather(rx, &mut jobs, left, false)
+        };
+        if !came {
             break;
         }
         activity.note(&jobs[from..], Instant::now());
