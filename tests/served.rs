@@ -232,14 +232,22 @@ alerting:
         body["runs"].as_array().cloned().unwrap_or_default()
     }
 
-    /// Waits for the first run of `runbook` (started by the service); returns its id.
-    pub async fn first_run(&self, runbook: &str, limit: Duration) -> String {
-        eventually(&format!("a run of {runbook}"), limit, || async {
-            self.runs(runbook)
-                .await
-                .last()
-                .and_then(|r| r["id"].as_str().map(str::to_string))
-        })
+    /// Waits for the first run of `runbook` started by `trigger` (`alert`,
+    /// `schedule`, …); returns its id. The trigger matters: a shipped
+    /// runbook's own schedule may fire while a test waits for its alert.
+    pub async fn first_run(&self, runbook: &str, trigger: &str, limit: Duration) -> String {
+        eventually(
+            &format!("a run of {runbook} by {trigger}"),
+            limit,
+            || async {
+                self.runs(runbook)
+                    .await
+                    .iter()
+                    .rev()
+                    .find(|r| r["trigger"] == trigger)
+                    .and_then(|r| r["id"].as_str().map(str::to_string))
+            },
+        )
         .await
     }
 

@@ -87,7 +87,7 @@ async fn an_open_breaker_fires_the_alert_and_the_approved_reset_closes_it() {
     t.mark("breaker open");
     delete(&format!("{url}/admin/fault-injection")).await;
 
-    let id = s.first_run("circuit-breaker-reset", LIMIT).await;
+    let id = s.first_run("circuit-breaker-reset", "alert", LIMIT).await;
     t.mark("run started");
     eventually("the approval request", LIMIT, || async {
         let r = s.run(&id).await;
@@ -146,7 +146,7 @@ async fn memory_exhaustion_fires_the_alert_and_the_runbook_brings_memory_down() 
     let mut t = Timing::start();
     // 80 MiB that cleanup cannot free, against a 64 MiB limit.
     inject(&url, json!({"memory_ballast_mb": 80})).await;
-    let id = s.first_run("memory-exhausted", LIMIT).await;
+    let id = s.first_run("memory-exhausted", "alert", LIMIT).await;
     t.mark("run started");
     let run = s.finished(&id, LIMIT).await;
     assert_alert_run(&run);
@@ -185,7 +185,7 @@ async fn stopped_processing_fires_the_alert_and_the_runbook_gets_records_flowing
     // Processing stops: drained, intake paused, the process still healthy.
     let drained = post_json(&format!("{url}/admin/processing/drain"), json!({})).await;
     assert_eq!(drained["drained"], true);
-    let id = s.first_run("processing-stopped", LIMIT).await;
+    let id = s.first_run("processing-stopped", "alert", LIMIT).await;
     t.mark("run started");
     let run = s.finished(&id, LIMIT).await;
     assert_alert_run(&run);
@@ -263,7 +263,7 @@ async fn a_dead_primary_fires_engine_down_and_the_standby_takes_over_with_its_st
         "the standby runs before the failover"
     );
 
-    let id = s.first_run("failover", LIMIT).await;
+    let id = s.first_run("failover", "alert", LIMIT).await;
     t.mark("run started");
     let run = s.finished(&id, Duration::from_secs(180)).await;
     assert_alert_run(&run);
@@ -378,7 +378,7 @@ async fn input_outpacing_one_worker_fires_high_latency_and_more_workers_catch_up
     assert_eq!(cfg["processing"]["parallelism"], 1);
     let mut t = Timing::start();
     inject(&url, json!({"processing_delay_ms": RECORD_COST_MS})).await;
-    let id = s.first_run("high-latency", LIMIT).await;
+    let id = s.first_run("high-latency", "alert", LIMIT).await;
     t.mark("run started");
     // What fired it: records waited more than a second, and were piling up.
     let late = end_to_end_ms(&url).await.unwrap_or(0.0);
@@ -433,7 +433,9 @@ async fn input_outpacing_one_engine_fires_consumer_lag_and_more_processes_drain_
     let s = serve_scaling_by_two(w, "scale-out", "add").await;
     let mut t = Timing::start();
     inject(&url, json!({"processing_delay_ms": RECORD_COST_MS})).await;
-    let id = s.first_run("scale-out", Duration::from_secs(150)).await;
+    let id = s
+        .first_run("scale-out", "alert", Duration::from_secs(150))
+        .await;
     t.mark("run started");
     let lag = backlog(&url).await.unwrap_or(0.0);
     assert!(lag > 10_000.0, "backlog {lag}");
@@ -538,7 +540,7 @@ async fn a_filling_disk_fires_disk_filling_and_cleanup_frees_it() {
         }
         written
     });
-    let id = s.first_run("cleanup", LIMIT).await;
+    let id = s.first_run("cleanup", "alert", LIMIT).await;
     t.mark("run started");
     let _ = stop.send(true);
     let written = writer.await.unwrap();

@@ -42,7 +42,7 @@ fn names(dir: &Path, pattern: &str) -> Vec<String> {
 
 /// Waits for the schedule's run of `runbook` to succeed; returns it.
 async fn scheduled_run(s: &Served, runbook: &str) -> J {
-    let id = s.first_run(runbook, LIMIT).await;
+    let id = s.first_run(runbook, "schedule", LIMIT).await;
     let run = s.finished(&id, LIMIT).await;
     assert_eq!(run["run"]["status"], "succeeded", "{run:#}");
     assert_eq!(run["run"]["trigger"], "schedule", "{run:#}");
