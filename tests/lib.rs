@@ -15,6 +15,7 @@
 //! | [`engine_process`] | the engine binary as a child (kill -9, SIGTERM, restart) | `EngineProcess::start(..)` |
 //! | [`kafka`] | produce and read topics without a group | see the module |
 //! | [`node`] | a loop-mounted ext4 to fill, and node_exporter reporting only it | `LoopFs::mount(..)?`, `NodeExporter::start(..).await?` |
+//! | [`sshd`] | simulated hosts: one OpenSSH server per host on loopback, a recording systemctl stand-in | `SshHosts::start(dir, &["p1", …])` |
 //! | [`net`] | free ports (never handed out twice), HTTP helpers, polling | — |
 
 pub mod engine;
@@ -28,5 +29,6 @@ pub mod served;
 pub mod slack;
 pub mod sluice;
 pub mod smtp;
+pub mod sshd;
 pub mod tansu;
 pub mod world;

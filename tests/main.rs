@@ -6,6 +6,7 @@
 
 mod kafka_steps;
 mod library;
+mod multi_host;
 mod notify_step;
 mod run_store;
 mod service_ha;

@@ -20,5 +20,6 @@ pub mod scrape;
 pub mod secret;
 pub mod service;
 pub mod store;
+pub mod target;
 pub mod trigger;
 pub mod yaml;

@@ -170,14 +170,9 @@ fn apply_targets(config: &mut Config, raw: &[String]) -> Result<(), String> {
             return Err(format!("--target `{t}`: URL must be http:// or https://"));
         }
         let token = config.targets.get(name).and_then(|old| old.token.clone());
-        config.targets.insert(
-            name.to_string(),
-            Target {
-                url: HttpUrl(parsed),
-                token,
-                process: None,
-            },
-        );
+        config
+            .targets
+            .insert(name.to_string(), Target::at(HttpUrl(parsed), token));
     }
     Ok(())
 }

@@ -27,6 +27,9 @@ impl Config {
     pub fn check(&self, root: &Node) -> Vec<DeError> {
         let at = |path: &[&str]| locate(root, path);
         let mut p = Vec::new();
+        for (name, t) in &self.targets {
+            t.check(name, at(&["targets", name]), &mut p);
+        }
         let a = &self.alerting;
         for (name, channels) in &a.receivers {
             if self.channels.contains_key(name) {

@@ -17,10 +17,14 @@ use crate::yaml::{self, DeError, Node, Pos};
 
 mod check;
 mod service;
+mod target;
 
 pub use service::{
     Alerting, HookAuthConfig, InhibitConfig, MaintenanceWindow, RouteConfig, ServiceSettings,
     SilenceConfig,
+};
+pub use target::{
+    Commands, Compose, Host, Kubernetes, Process, Ssh, Systemd, Target, WorkloadKind,
 };
 
 /// The whole service configuration.
@@ -66,36 +70,10 @@ pub struct Config {
     /// Webhook triggers `POST /api/v1/hooks/{name}`, each with its sender authentication.
     #[serde(default)]
     pub hooks: BTreeMap<String, HookAuthConfig>,
-}
-
-/// An engine the runbooks act on.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Target {
-    /// Base URL of its admin API, e.g. `http://127.0.0.1:8080`.
-    pub url: HttpUrl,
-    /// Bearer token for the admin API.
-    #[serde(default)]
-    pub token: Option<Secret>,
-    /// A local process Sluice supervises for this engine.
-    #[serde(default)]
-    pub process: Option<Process>,
-}
-
-/// A supervised local process.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Process {
-    /// Program and arguments (no shell).
-    pub command: Vec<String>,
-    #[serde(default)]
-    pub cwd: Option<PathBuf>,
-    #[serde(default)]
-    pub env: BTreeMap<String, String>,
-    /// `sluice serve` starts it (instance 0) when the service starts, unless
-    /// its URL already answers `/health`; the service stops what it started.
-    #[serde(default)]
-    pub autostart: bool,
+    /// Every host of every target's inventory as a target of its own,
+    /// `name/host` (its URL, the target's token): filled at load time.
+    #[serde(skip)]
+    pub host_targets: BTreeMap<String, Target>,
 }
 
 /// A Kafka cluster.
@@ -369,11 +347,22 @@ impl Config {
         };
         let node = yaml::parse(text).map_err(|e| vec![diag(e.pos, e.message)])?;
         let node = substitute_env(&node, env).map_err(|e| vec![diag(e.pos, e.message)])?;
-        let config: Config = if node.value == yaml::Value::Null {
+        let mut config: Config = if node.value == yaml::Value::Null {
             Config::default()
         } else {
             yaml::from_node(&node, false).map_err(|e| vec![diag(e.pos, e.message)])?
         };
+        config.host_targets = config
+            .targets
+            .iter()
+            .flat_map(|(name, t)| {
+                t.ssh.iter().flat_map(move |s| {
+                    s.hosts
+                        .iter()
+                        .map(move |h| (format!("{name}/{}", h.name.value), t.as_host(h)))
+                })
+            })
+            .collect();
         let problems = config.check(&node);
         if !problems.is_empty() {
             return Err(problems
@@ -384,10 +373,30 @@ impl Config {
         Ok(config)
     }
 
+    /// A target by name: one of `targets`, or `name/host` for one host of a target's inventory.
+    pub fn target(&self, name: &str) -> Option<&Target> {
+        self.targets
+            .get(name)
+            .or_else(|| self.host_targets.get(name))
+    }
+
+    /// Every name [`Config::target`] resolves.
+    pub fn target_names(&self) -> impl Iterator<Item = &str> {
+        self.targets
+            .keys()
+            .chain(self.host_targets.keys())
+            .map(String::as_str)
+    }
+
     /// Every secret in the config, for scrubbing records.
     pub fn redactor(&self) -> Redactor {
         let mut secrets: Vec<&Secret> = Vec::new();
         secrets.extend(self.targets.values().filter_map(|t| t.token.as_ref()));
+        secrets.extend(
+            self.targets
+                .values()
+                .filter_map(|t| t.kubernetes.as_ref()?.token.as_ref()),
+        );
         secrets.extend(self.kafka.values().flat_map(|k| k.properties.values()));
         for ch in self.channels.values() {
             match ch {

@@ -259,7 +259,7 @@ impl StepCx<'_> {
     }
 
     pub fn target(&self, name: &str) -> Result<&Target, StepError> {
-        self.services.config.targets.get(name).ok_or_else(|| {
+        self.services.config.target(name).ok_or_else(|| {
             StepError::permanent(format!(
                 "unknown target `{name}` (define it under `targets:` in sluice.yaml)"
             ))

@@ -251,7 +251,7 @@ fn check_var(path: &[String], scope: &Scope<'_>) -> Result<(), String> {
         "targets" | "env" | "secrets" => {
             let (Some(cfg), Some(name)) = (scope.known.config, second) else { return Ok(()) };
             let names: Vec<&str> = match root.as_str() {
-                "targets" => cfg.targets.keys().map(String::as_str).collect(),
+                "targets" => cfg.target_names().collect(),
                 "env" => cfg.env.iter().map(String::as_str).collect(),
                 _ => cfg.secrets.keys().map(String::as_str).collect(),
             };
@@ -277,22 +277,41 @@ fn check_ref(r: &Ref, known: Known<'_>, p: &mut Vec<DeError>) {
     if r.name.contains("{{") {
         return;
     }
-    if let (RefKind::SupervisedTarget, Some(c)) = (r.kind, known.config)
+    if let (RefKind::Managed { .. } | RefKind::SshHosts, Some(c)) = (r.kind, known.config)
         && let Some(t) = c.targets.get(r.name.as_str())
     {
-        if t.process.is_none() {
-            p.push(DeError::new(
-                r.name.pos,
+        let refused = match r.kind {
+            RefKind::Managed { op, hosts } => crate::target::cannot(&r.name.value, t, op, hosts),
+            _ => t.ssh.is_none().then(|| {
                 format!(
-                    "target `{}` has no `process:` in sluice.yaml; process.* steps act only on supervised targets",
+                    "target `{}` has no `ssh` inventory; the `ssh` step runs commands on a target's `ssh.hosts`",
                     r.name.value
-                ),
-            ));
+                )
+            }),
+        };
+        if let Some(why) = refused {
+            p.push(DeError::new(r.name.pos, why));
+        } else if let (Some(sel), Some(ssh)) = (&r.hosts, &t.ssh) {
+            let unknown = sel.unknown(&ssh.hosts);
+            if !unknown.is_empty() {
+                let names = ssh.hosts.iter().map(|h| h.name.value.as_str());
+                p.push(unknown_ref(
+                    &format!("host of target `{}`", r.name.value),
+                    &At::new(r.name.pos, unknown[0].to_string()),
+                    names,
+                ));
+            } else if !ssh.hosts.iter().any(|h| sel.matches(h)) {
+                p.push(DeError::new(
+                    r.name.pos,
+                    format!("no host of target `{}` matches {sel}", r.name.value),
+                ));
+            }
         }
         return;
     }
     let names: Vec<&str> = match (r.kind, known.config) {
-        (RefKind::Target | RefKind::SupervisedTarget, Some(c)) => {
+        (RefKind::Target, Some(c)) => c.target_names().collect(),
+        (RefKind::Managed { .. } | RefKind::SshHosts, Some(c)) => {
             c.targets.keys().map(String::as_str).collect()
         }
         (RefKind::Channel, Some(c)) => c.channels.keys().map(String::as_str).collect(),

@@ -5,4 +5,6 @@ mod cli;
 mod fixtures;
 mod harness;
 mod hostile;
+mod kubernetes;
 mod steps;
+mod targets;

@@ -104,31 +104,37 @@ impl Drop for GroupGuard {
     }
 }
 
-/// Runs a prepared command in its own process group with bounded output capture.
-pub async fn run_process(
-    cx: &StepCx<'_>,
+/// What a finished program left: its exit code (`None`: killed by a signal) and output.
+#[derive(Debug, Clone)]
+pub struct Finished {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Spawns a prepared command in its own process group (killed whole when
+/// this future is dropped, so a step's timeout reaps grandchildren too),
+/// feeds `stdin`, and captures at most `max` bytes of each stream; the first
+/// stream over the limit ends it at once. The program dies with the
+/// service (parent-death signal): after a crash a resumed step must not run
+/// beside its own orphan. With `record`, the process group id is recorded
+/// on the step, so a takeover after a crash can stop it.
+pub async fn spawn_bounded(
     mut cmd: tokio::process::Command,
-    cwd: Option<&str>,
-    env: &BTreeMap<String, String>,
     stdin: Option<&str>,
-    expect_exit: Option<&[i32]>,
-) -> StepResult {
-    if let Some(dir) = cwd {
-        cmd.current_dir(dir);
-    }
-    cmd.envs(env)
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true);
-    // A step's program dies with the service: after a crash a resumed step
-    // must not run beside its own orphan. (The death signal follows the
-    // spawning thread, a long-lived runtime worker.)
+    max: usize,
+    record: Option<&StepCx<'_>>,
+) -> Result<Finished, StepError> {
+    cmd.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .process_group(0)
+    .kill_on_drop(true);
+    // (The death signal follows the spawning thread, a long-lived runtime worker.)
     #[cfg(target_os = "linux")]
     // SAFETY: only prctl, which is async-signal-safe, runs between fork and exec.
     unsafe {
@@ -141,8 +147,8 @@ pub async fn run_process(
         .spawn()
         .map_err(|e| StepError::permanent(format!("cannot start program: {e}")))?;
     let guard = GroupGuard(child.id());
-    // Recorded before the program can do much, so a takeover after a crash can stop it.
-    if let (Some(store), Some(pid)) = (&cx.services.store, child.id())
+    if let (Some(cx), Some(pid)) = (record, child.id())
+        && let Some(store) = &cx.services.store
         && !cx.run.dry_run
         && let Err(e) = store
             .set_step_pgid(&cx.run.id, cx.path, i64::from(pid))
@@ -157,11 +163,8 @@ pub async fn run_process(
             let _ = pipe.write_all(input.as_bytes()).await;
         });
     }
-    let max = cx.limits().max_output_bytes;
     let stdout = child.stdout.take();
     let stderr = child.stderr.take();
-    // The first stream over the limit ends the step at once (the guard kills the group),
-    // even while the other stream stays open.
     let (out, err) = tokio::try_join!(read_bounded(stdout, max), read_bounded(stderr, max))
         .map_err(|()| {
             StepError::permanent(format!(
@@ -173,29 +176,56 @@ pub async fn run_process(
         .await
         .map_err(|e| StepError::transient(format!("waiting for program: {e}")))?;
     drop(guard); // Reap stragglers left in the group.
-    let code = status.code();
-    let stdout = String::from_utf8_lossy(&out).into_owned();
-    let stderr = String::from_utf8_lossy(&err).into_owned();
-    for line in stderr
-        .lines()
-        .rev()
-        .take(20)
-        .collect::<Vec<_>>()
-        .into_iter()
-        .rev()
-    {
-        cx.log(format!("stderr: {line}"));
+    Ok(Finished {
+        code: status.code(),
+        stdout: String::from_utf8_lossy(&out).into_owned(),
+        stderr: String::from_utf8_lossy(&err).into_owned(),
+    })
+}
+
+/// Runs a prepared command in its own process group with bounded output capture.
+pub async fn run_process(
+    cx: &StepCx<'_>,
+    mut cmd: tokio::process::Command,
+    cwd: Option<&str>,
+    env: &BTreeMap<String, String>,
+    stdin: Option<&str>,
+    expect_exit: Option<&[i32]>,
+) -> StepResult {
+    if let Some(dir) = cwd {
+        cmd.current_dir(dir);
     }
+    cmd.envs(env);
+    let done = spawn_bounded(cmd, stdin, cx.limits().max_output_bytes, Some(cx)).await?;
+    log_stderr(cx, &done.stderr, "");
     let accepted = expect_exit.unwrap_or(&[0]);
+    let Finished {
+        code,
+        stdout,
+        stderr,
+    } = done;
     let output = json!({"exit_code": code, "stdout": stdout, "stderr": stderr});
     match code {
         Some(c) if accepted.contains(&c) => Ok(output),
         Some(c) => Err(StepError::permanent(format!(
             "exited with status {c}: {}",
-            stderr.trim().lines().last().unwrap_or("")
+            last_line(&stderr)
         ))),
         None => Err(StepError::permanent("killed by a signal")),
     }
+}
+
+/// The last 20 lines of a program's stderr into the step log, each prefixed.
+pub fn log_stderr(cx: &StepCx<'_>, stderr: &str, prefix: &str) {
+    let lines: Vec<&str> = stderr.lines().collect();
+    for line in &lines[lines.len().saturating_sub(20)..] {
+        cx.log(format!("{prefix}stderr: {line}"));
+    }
+}
+
+/// The last line of a program's stderr, for an error message.
+pub fn last_line(stderr: &str) -> &str {
+    stderr.trim().lines().last().unwrap_or("")
 }
 
 async fn read_bounded(pipe: Option<impl AsyncRead + Unpin>, max: usize) -> Result<Vec<u8>, ()> {

@@ -19,6 +19,7 @@ pub mod restore;
 pub mod runbook;
 pub mod shell;
 pub mod sleep;
+pub mod ssh;
 pub mod wait_until;
 
 use std::fmt;
@@ -74,8 +75,13 @@ pub type StepResult = Result<J, StepError>;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RefKind {
     Target,
-    /// A target with a `process:` section (acted on by `process.*`).
-    SupervisedTarget,
+    /// A target whose driver must carry out `op` (`process.*`), on selected hosts when `hosts`.
+    Managed {
+        op: crate::target::Op,
+        hosts: bool,
+    },
+    /// A target with an `ssh` inventory (the `ssh` step), with the step's host selector.
+    SshHosts,
     Channel,
     Kafka,
     Runbook,
@@ -85,7 +91,8 @@ impl fmt::Display for RefKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             RefKind::Target => "target",
-            RefKind::SupervisedTarget => "supervised target",
+            RefKind::Managed { .. } => "target",
+            RefKind::SshHosts => "target",
             RefKind::Channel => "channel",
             RefKind::Kafka => "kafka cluster",
             RefKind::Runbook => "runbook",
@@ -97,6 +104,8 @@ impl fmt::Display for RefKind {
 pub struct Ref {
     pub kind: RefKind,
     pub name: At<String>,
+    /// The host selector of a lifecycle step, checked against the target's inventory.
+    pub hosts: Option<crate::target::HostSelector>,
 }
 
 impl Ref {
@@ -104,7 +113,13 @@ impl Ref {
         Ref {
             kind,
             name: name.clone(),
+            hosts: None,
         }
+    }
+
+    pub fn with_hosts(mut self, hosts: Option<crate::target::HostSelector>) -> Ref {
+        self.hosts = hosts;
+        self
     }
 }
 
@@ -174,6 +189,7 @@ pub static KINDS: LazyLock<Vec<Kind>> = LazyLock::new(|| {
         process::restart::KIND,
         process::scale::KIND,
         process::status::KIND,
+        ssh::KIND,
     ];
     kinds.extend(engine::kinds());
     kinds

@@ -57,21 +57,29 @@ fn parse(_: &'static str, node: &Node, lenient: bool) -> Result<Box<dyn Action>,
     let config: ShellConfig = super::decode(node, lenient)?;
     // Only the raw (unrendered) script can be checked; rendered scripts hold quoted values.
     if lenient {
-        let at = node.get("script").map_or(node.pos, |n| n.pos);
-        let raw = crate::runbook::template::compile(&config.script)
-            .map(|t| has_raw_output(&t))
-            .unwrap_or(false);
-        if raw {
-            return Err(DeError::new(
-                at,
-                "`{{{…}}}` / `{{&…}}` (unquoted output) is not allowed in shell scripts",
-            ));
-        }
-        if let Some((_, hazard)) = unprotected_shell_template(&config.script) {
-            return Err(DeError::new(at, hazard.message()));
-        }
+        check_script(node, &config.script)?;
     }
     Ok(Box::new(config))
+}
+
+/// Refuses templates in a script (at `node.script`) that quoting cannot
+/// protect: unescaped output, or a place inside quotes, comments,
+/// here-documents or arithmetic.
+pub fn check_script(node: &Node, script: &str) -> Result<(), DeError> {
+    let at = node.get("script").map_or(node.pos, |n| n.pos);
+    let raw = crate::runbook::template::compile(script)
+        .map(|t| has_raw_output(&t))
+        .unwrap_or(false);
+    if raw {
+        return Err(DeError::new(
+            at,
+            "`{{{…}}}` / `{{&…}}` (unquoted output) is not allowed in shell scripts",
+        ));
+    }
+    if let Some((_, hazard)) = unprotected_shell_template(script) {
+        return Err(DeError::new(at, hazard.message()));
+    }
+    Ok(())
 }
 
 impl Action for ShellConfig {

@@ -1,25 +1,27 @@
-//! `process.scale`: run exactly `replicas` engine processes of a supervised
-//! target in its consumer group (or the running count changed `by` N),
-//! clamped into `[min, max]`. Scaling
-//! out starts the missing instances in index order, each on `/health` before
-//! the next; scaling in drains (by default) and stops the highest indices
-//! first, so instance 0 — the target's own URL — is the last to go and never
-//! goes below `min` (at least 1). Kafka rebalances the partitions.
+//! `process.scale`: run exactly `replicas` instances of a target (or the
+//! running count changed `by` N), clamped into `[min, max]`. Locally,
+//! scaling out starts the missing engine processes in index order, each on
+//! `/health` before the next; scaling in drains (by default) and stops the
+//! highest indices first, so instance 0 — the target's own URL — is the last
+//! to go and never goes below `min` (at least 1). Across `ssh` hosts the
+//! count is of hosts running the service, in inventory order; compose sets
+//! `--scale`, Kubernetes the replicas. Kafka rebalances the partitions.
 
 use futures::future::BoxFuture;
 use serde::Deserialize;
-use serde_json::{Value as J, json};
+use serde_json::json;
 
 use super::super::{Action, Kind, Ref, StepError, StepResult};
-use super::{TargetRef, default_ready_timeout, ready_timeout_schema, target_schema};
+use super::{TargetRef, default_ready_timeout, hosts_schema, ready_timeout_schema, target_schema};
 use crate::duration::Duration;
 use crate::exec::context::StepCx;
+use crate::target::{HostSelector, Op};
 use crate::yaml::de::At;
 use crate::yaml::{DeError, Node, Pos};
 
 pub const KIND: Kind = Kind {
     name: "process.scale",
-    summary: "Run N engine processes of a supervised target (one consumer group).",
+    summary: "Run N instances of a target (through its driver; one consumer group).",
     nests: false,
     shell_fields: &[],
     parse,
@@ -28,6 +30,7 @@ pub const KIND: Kind = Kind {
             "type": "object", "additionalProperties": false, "required": ["target"],
             "properties": {
                 "target": target_schema(),
+                "hosts": hosts_schema(),
                 "replicas": {"oneOf": [{"type": "integer", "minimum": 0}, {"type": "string"}], "description": "Wanted number of engine processes (clamped into [min, max])."},
                 "by": {"oneOf": [{"type": "integer"}, {"type": "string"}], "description": "Instead of `replicas`: change the running count by this much (+1 scales out by one, -1 in)."},
                 "min": {"oneOf": [{"type": "integer", "minimum": 1}, {"type": "string"}], "default": 1},
@@ -43,6 +46,8 @@ pub const KIND: Kind = Kind {
 #[serde(deny_unknown_fields)]
 pub struct ScaleConfig {
     pub target: TargetRef,
+    #[serde(default)]
+    pub hosts: Option<HostSelector>,
     #[serde(default)]
     pub replicas: Option<At<i64>>,
     #[serde(default)]
@@ -129,8 +134,9 @@ impl ScaleConfig {
 impl Action for ScaleConfig {
     fn describe(&self) -> String {
         format!(
-            "scale target `{}` to {} engine process(es) within [{}, {}]{}",
+            "scale target `{}`{} to {} instance(s) within [{}, {}]{}",
             self.target.name(),
+            super::hosts_note(self.hosts.as_ref()),
             match (&self.replicas, &self.by) {
                 (Some(r), _) => r.value.to_string(),
                 (_, Some(by)) => format!("the running count {:+}", by.value),
@@ -147,57 +153,38 @@ impl Action for ScaleConfig {
     }
 
     fn refs(&self) -> Vec<Ref> {
-        self.target.refs()
+        self.target.refs(Op::Scale, self.hosts.as_ref())
     }
 
     fn run<'a>(&'a self, cx: &'a StepCx<'a>) -> BoxFuture<'a, StepResult> {
         Box::pin(async move {
-            let name = self.target.name();
-            let (sup, running) = super::running_of(cx, name)?;
             if self.min.value > self.max.value {
                 return Err(StepError::permanent(format!(
                     "`min` ({}) is above `max` ({})",
                     self.min.value, self.max.value
                 )));
             }
-            let want = self.wanted(running.len());
-            let (replicas, clamped) = self.bounded(want);
-            if clamped {
-                cx.log(format!(
-                    "{want} replicas requested; bounded to {replicas} by [{}, {}]",
-                    self.min.value, self.max.value
-                ));
-            }
-            let previous = running.len();
-            let mut started: Vec<J> = Vec::new();
-            let mut stopped: Vec<J> = Vec::new();
-            for (index, _) in running.into_iter().rev() {
-                if index >= replicas {
-                    stopped.push(super::stop_instance(cx, name, index, self.drain).await?);
+            let want = |running: usize| {
+                let want = self.wanted(running);
+                let (replicas, clamped) = self.bounded(want);
+                if clamped {
+                    cx.log(format!(
+                        "{want} replicas requested; bounded to {replicas} by [{}, {}]",
+                        self.min.value, self.max.value
+                    ));
                 }
-            }
-            for index in 0..replicas {
-                let (inst, new) =
-                    super::start_instance(cx, name, index, self.ready_timeout).await?;
-                if new {
-                    started.push(inst);
-                }
-            }
-            let after = super::running(sup, name);
-            let t = super::target(cx, name)?;
-            let instances: Vec<J> = after
-                .iter()
-                .map(|(i, st)| super::instance_json(name, t, *i, Some(st), None))
-                .collect();
-            Ok(json!({
-                "requested": want,
-                "replicas": replicas,
-                "clamped": clamped,
-                "previous": previous,
-                "started": started,
-                "stopped": stopped,
-                "instances": instances,
-            }))
+                (want, replicas)
+            };
+            super::dispatch(
+                cx,
+                Op::Scale,
+                &self.target,
+                self.hosts.as_ref(),
+                self.ready_timeout,
+                self.drain,
+                Some(&want),
+            )
+            .await
         })
     }
 }

@@ -1,24 +1,27 @@
-//! `process.status`: the supervised engine processes of a target, each with
-//! state, pid, restarts, admin URL and whether `/health` answers.
+//! `process.status`: what runs of a target and whether it is healthy —
+//! locally each supervised instance with state, pid, restarts and admin URL;
+//! on hosts each host's unit/service state; on Kubernetes the workload's
+//! replicas. `running` and `healthy` count instances in every case.
 
 use futures::future::BoxFuture;
 use serde::Deserialize;
-use serde_json::{Value as J, json};
+use serde_json::json;
 
 use super::super::{Action, Kind, Ref, StepResult};
-use super::{TargetRef, target_schema};
+use super::{TargetRef, default_ready_timeout, hosts_schema, target_schema};
 use crate::exec::context::StepCx;
+use crate::target::{HostSelector, Op};
 
 pub const KIND: Kind = Kind {
     name: "process.status",
-    summary: "State and health of a supervised target's engine processes.",
+    summary: "Report a target's instances (through its driver) and their health.",
     nests: false,
     shell_fields: &[],
     parse: super::parse_as::<StatusConfig>,
     schema: |_| {
         json!({
             "type": "object", "additionalProperties": false, "required": ["target"],
-            "properties": {"target": target_schema()}
+            "properties": {"target": target_schema(), "hosts": hosts_schema()}
         })
     },
 };
@@ -27,40 +30,32 @@ pub const KIND: Kind = Kind {
 #[serde(deny_unknown_fields)]
 pub struct StatusConfig {
     pub target: TargetRef,
+    #[serde(default)]
+    pub hosts: Option<HostSelector>,
 }
 
 impl Action for StatusConfig {
     fn describe(&self) -> String {
         format!(
-            "report the engine processes of target `{}`",
-            self.target.name()
+            "report the instances of target `{}`{}",
+            self.target.name(),
+            super::hosts_note(self.hosts.as_ref())
         )
     }
 
     fn refs(&self) -> Vec<Ref> {
-        self.target.refs()
+        self.target.refs(Op::Status, self.hosts.as_ref())
     }
 
     fn run<'a>(&'a self, cx: &'a StepCx<'a>) -> BoxFuture<'a, StepResult> {
-        Box::pin(async move {
-            let name = self.target.name();
-            let (_, running) = super::running_of(cx, name)?;
-            let t = super::target(cx, name)?;
-            let mut instances: Vec<J> = Vec::new();
-            let mut healthy_count = 0;
-            for (index, st) in running {
-                let base = crate::process::instance::instance_url(name, t, index)
-                    .map(|u| crate::process::instance::base(&u))
-                    .map_err(super::instance_error)?;
-                let ok = super::healthy(cx, &base).await;
-                healthy_count += usize::from(ok);
-                instances.push(super::instance_json(name, t, index, Some(&st), Some(ok)));
-            }
-            Ok(json!({
-                "running": instances.len(),
-                "healthy": healthy_count,
-                "instances": instances,
-            }))
-        })
+        Box::pin(super::dispatch(
+            cx,
+            Op::Status,
+            &self.target,
+            self.hosts.as_ref(),
+            default_ready_timeout(),
+            false,
+            None,
+        ))
     }
 }

@@ -1,19 +1,22 @@
-//! `process.stop`: stop every running engine process of a supervised target
-//! (extra instances first, instance 0 last): SIGTERM — the engine delivers
-//! and commits what is pending — then SIGKILL after the grace period. With
-//! `drain: true` each one is drained through its admin API first.
+//! `process.stop`: stop a target everywhere it runs (or on the selected
+//! hosts, all at once: a fence). Locally: extra instances first, instance 0
+//! last, SIGTERM — the engine delivers and commits what is pending — then
+//! SIGKILL after the grace period; elsewhere the driver's stop (`systemctl
+//! stop`, `docker compose stop`, replicas 0). With `drain: true` each
+//! instance is drained through its admin API first.
 
 use futures::future::BoxFuture;
 use serde::Deserialize;
-use serde_json::{Value as J, json};
+use serde_json::json;
 
 use super::super::{Action, Kind, Ref, StepResult};
-use super::{TargetRef, target_schema};
+use super::{TargetRef, default_ready_timeout, hosts_schema, target_schema};
 use crate::exec::context::StepCx;
+use crate::target::{HostSelector, Op};
 
 pub const KIND: Kind = Kind {
     name: "process.stop",
-    summary: "Stop every engine process of a supervised target.",
+    summary: "Stop a target (through its driver) wherever it runs.",
     nests: false,
     shell_fields: &[],
     parse: super::parse_as::<StopConfig>,
@@ -22,6 +25,7 @@ pub const KIND: Kind = Kind {
             "type": "object", "additionalProperties": false, "required": ["target"],
             "properties": {
                 "target": target_schema(),
+                "hosts": hosts_schema(),
                 "drain": {"type": "boolean", "default": false, "description": "POST /admin/processing/drain to each instance before stopping it."}
             }
         })
@@ -33,34 +37,34 @@ pub const KIND: Kind = Kind {
 pub struct StopConfig {
     pub target: TargetRef,
     #[serde(default)]
+    pub hosts: Option<HostSelector>,
+    #[serde(default)]
     pub drain: bool,
 }
 
 impl Action for StopConfig {
     fn describe(&self) -> String {
         format!(
-            "stop every engine process of target `{}`{}",
+            "stop target `{}`{} wherever it runs{}",
             self.target.name(),
+            super::hosts_note(self.hosts.as_ref()),
             super::drain_note(self.drain)
         )
     }
 
     fn refs(&self) -> Vec<Ref> {
-        self.target.refs()
+        self.target.refs(Op::Stop, self.hosts.as_ref())
     }
 
     fn run<'a>(&'a self, cx: &'a StepCx<'a>) -> BoxFuture<'a, StepResult> {
-        Box::pin(async move {
-            let name = self.target.name();
-            let (_, running) = super::running_of(cx, name)?;
-            let mut stopped: Vec<J> = Vec::new();
-            for (index, _) in running.into_iter().rev() {
-                stopped.push(super::stop_instance(cx, name, index, self.drain).await?);
-            }
-            if stopped.is_empty() {
-                cx.log(format!("no engine process of `{name}` was running"));
-            }
-            Ok(json!({"stopped": stopped, "count": stopped.len()}))
-        })
+        Box::pin(super::dispatch(
+            cx,
+            Op::Stop,
+            &self.target,
+            self.hosts.as_ref(),
+            default_ready_timeout(),
+            self.drain,
+            None,
+        ))
     }
 }

@@ -1,0 +1,412 @@
+//! Targets on several hosts: real OpenSSH servers on loopback ports (one per
+//! simulated host), each host's engine a real `sluice-engine` started by the
+//! recording `systemctl` stand-in, driven by the `ssh` and `systemd` drivers.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value as J, json};
+use sluice_automation::exec::executor::RunStatus;
+use sluice_automation::service::{Options, Service};
+use sluice_tests::net::{self, eventually};
+use sluice_tests::sshd::{SshHosts, fake_systemctl};
+use sluice_tests::tansu::Tansu;
+
+use crate::engine_support::{self, engine_bin};
+use crate::support;
+
+const UNIT: &str = "sluice-engine.service";
+
+/// A target section over `names` of `hosts`, managed by systemd (the stand-in).
+fn systemd_target(
+    name: &str,
+    hosts: &SshHosts,
+    names: &[&str],
+    role: &str,
+    ports: &[u16],
+) -> String {
+    let url = |h: &sluice_tests::sshd::SshHost| {
+        let i = names.iter().position(|n| *n == h.name).unwrap();
+        format!("http://127.0.0.1:{}", ports[i])
+    };
+    format!(
+        "  {name}:\n    url: http://127.0.0.1:{}\n    systemd: {{unit: {UNIT}, systemctl: ['{}']}}\n{}",
+        ports[0],
+        fake_systemctl().display(),
+        hosts.section(names, &format!("{{role: {role}}}"), url)
+    )
+}
+
+/// Installs on `host` a unit running an engine in group `group` with its admin on `port`.
+fn install_engine(
+    dir: &Path,
+    host: &sluice_tests::sshd::SshHost,
+    brokers: &str,
+    group: &str,
+    port: u16,
+) {
+    let cfg = engine_support::config(brokers, group, "")
+        .replace("listen: 127.0.0.1:0", &format!("listen: 127.0.0.1:{port}"));
+    let path = dir.join(format!("{}-engine.yaml", host.name));
+    std::fs::write(&path, cfg).unwrap();
+    host.install_unit(
+        UNIT,
+        &[
+            engine_bin().display().to_string(),
+            "--config".into(),
+            path.display().to_string(),
+        ],
+    );
+}
+
+async fn healthy(port: u16) -> bool {
+    net::get_text(&format!("http://127.0.0.1:{port}/health"))
+        .await
+        .is_some()
+}
+
+fn step<'a>(out: &'a sluice_automation::exec::executor::RunOutcome, id: &str) -> &'a J {
+    &out.steps[id]["output"]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ssh_step_runs_on_selected_hosts_and_passes_templated_words_literally() {
+    let dir = tempfile::tempdir().unwrap();
+    let hosts = SshHosts::start(dir.path(), &["a1", "a2", "b1"]);
+    let labels = |h: &str| {
+        if h.starts_with('a') {
+            "{role: app}"
+        } else {
+            "{role: db}"
+        }
+    };
+    let mut section = String::new();
+    for (i, n) in ["a1", "a2", "b1"].iter().enumerate() {
+        let one = hosts.section(&[n], labels(n), |_| format!("http://127.0.0.1:{}", 1 + i));
+        if i == 0 {
+            section.push_str(&one);
+        } else {
+            section.push_str(one.lines().last().unwrap());
+            section.push('\n');
+        }
+    }
+    let yaml = format!("targets:\n  fleet:\n    url: http://127.0.0.1:1\n{section}");
+    let sv = support::services(support::config(&yaml), None);
+    let marker = dir.path().join("pwned");
+    let rb = support::runbook(&format!(
+        r#"
+name: fleet-check
+params:
+  word: {{default: "x; touch {marker} $(touch {marker})"}}
+steps:
+  - id: who
+    ssh:
+      target: fleet
+      hosts: {{role: app}}
+      command: [sh, -c, 'printf "%s|%s" "$SLUICE_HOST_NAME" "$1"', sh, "{{{{params.word}}}}"]
+  - id: script
+    ssh:
+      target: fleet
+      hosts: [b1]
+      parallel: false
+      script: |
+        echo "host $SLUICE_HOST_NAME says" {{{{params.word}}}}
+        exit 3
+      expect_exit: [3]
+"#,
+        marker = marker.display()
+    ));
+    let out = support::run(&sv, &rb, &[]).await;
+    support::assert_succeeded(&out, "fleet-check");
+    let who = step(&out, "who");
+    assert_eq!(who["count"], 2, "{who:#}");
+    let word = format!("x; touch {m} $(touch {m})", m = marker.display());
+    assert_eq!(who["hosts"]["a1"]["stdout"], format!("a1|{word}"));
+    assert_eq!(who["hosts"]["a2"]["stdout"], format!("a2|{word}"));
+    assert!(who["hosts"].get("b1").is_none(), "b1 is not role=app");
+    let script = step(&out, "script");
+    assert_eq!(script["hosts"]["b1"]["exit_code"], 3);
+    assert_eq!(
+        script["hosts"]["b1"]["stdout"].as_str().unwrap().trim(),
+        format!("host b1 says {word}")
+    );
+    assert!(!marker.exists(), "a templated value ran as a command");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_host_key_is_refused_and_a_silent_host_times_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let hosts = SshHosts::start(dir.path(), &["h1"]);
+    // Nothing the client trusts: the host key is unknown.
+    let empty = dir.path().join("empty_known_hosts");
+    std::fs::write(&empty, "").unwrap();
+    // A TCP server that accepts and never says a word.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_port = silent.local_addr().unwrap().port();
+    let section = hosts
+        .section(&["h1"], "{}", |_| "http://127.0.0.1:1".into())
+        .replace(
+            &hosts.known_hosts.display().to_string(),
+            &empty.display().to_string(),
+        );
+    let mut silent_section = hosts
+        .section(&["h1"], "{}", |_| "http://127.0.0.1:1".into())
+        .replace(
+            &format!("port: {}", hosts.host("h1").port),
+            &format!("port: {silent_port}"),
+        );
+    silent_section = silent_section.replace("connect_timeout: 5s", "connect_timeout: 2s");
+    let yaml = format!(
+        "targets:\n  strange:\n    url: http://127.0.0.1:1\n{section}  silent:\n    url: http://127.0.0.1:1\n{silent_section}"
+    );
+    let sv = support::services(support::config(&yaml), None);
+    let rb = support::runbook(
+        "name: probe\nsteps:\n  - id: s\n    ssh: {target: strange, command: [true]}\n",
+    );
+    let out = support::run(&sv, &rb, &[]).await;
+    assert_eq!(out.status, RunStatus::Failed);
+    let err = format!("{:?}", out.steps);
+    assert!(err.contains("Host key verification failed"), "{err}");
+
+    let rb = support::runbook(
+        "name: probe2\nsteps:\n  - id: s\n    ssh: {target: silent, command: [true]}\n",
+    );
+    let t = Instant::now();
+    let out = support::run(&sv, &rb, &[]).await;
+    assert_eq!(out.status, RunStatus::Failed);
+    assert!(
+        t.elapsed() < Duration::from_secs(30),
+        "a silent host held the step for {:?}",
+        t.elapsed()
+    );
+    let err = format!("{:?}", out.steps);
+    assert!(err.contains("ssh to h1"), "{err}");
+    drop(silent);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_restart_goes_host_by_host_and_stops_at_the_first_that_does_not_come_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = engine_support::broker(&["input", "copied", "counts"], 3).await;
+    let names = ["r1", "r2", "r3"];
+    let hosts = SshHosts::start(dir.path(), &names);
+    let ports: Vec<u16> = names.iter().map(|_| net::free_port()).collect();
+    for (n, p) in names.iter().zip(&ports) {
+        install_engine(
+            dir.path(),
+            hosts.host(n),
+            &broker.bootstrap(),
+            "rolling",
+            *p,
+        );
+    }
+    let slack = sluice_tests::notify::SlackRecorder::start().await;
+    let yaml = format!(
+        "targets:\n{}{}",
+        systemd_target("primary", &hosts, &names, "primary", &ports),
+        sluice_tests::sluice::channels(&slack.url, net::free_port())
+    );
+    let sv = support::services(support::config(&yaml), None);
+    let start = support::runbook(
+        "name: up\nsteps:\n  - id: up\n    process.start: {target: primary, ready_timeout: 90s}\n",
+    );
+    let out = support::run(&sv, &start, &[]).await;
+    support::assert_succeeded(&out, "start every host");
+    assert_eq!(step(&out, "up")["count"], 3);
+    let pids: Vec<i32> = names
+        .iter()
+        .map(|n| hosts.host(n).main_pid(UNIT).expect("running"))
+        .collect();
+
+    let text = std::fs::read_to_string(
+        sluice_tests::sluice::repo().join("runbooks/multi-host/rolling-restart.yaml"),
+    )
+    .unwrap();
+    let rb = support::runbook(&text.replace("oncall-slack, ops-email", "oncall-slack"));
+    let out = support::run(&sv, &rb, &[]).await;
+    support::assert_succeeded(&out, "rolling restart");
+    let r = step(&out, "restart");
+    assert_eq!(r["order"], json!(["r1", "r2", "r3"]));
+    for (i, n) in names.iter().enumerate() {
+        let now = hosts.host(n).main_pid(UNIT).expect("running again");
+        assert_ne!(now, pids[i], "{n} was not restarted");
+        assert!(healthy(ports[i]).await, "{n} healthy after the rollout");
+        let log = hosts.host(n).systemctl_log();
+        assert!(
+            log.iter().any(|l| l == &format!("restart {UNIT}")),
+            "{n}: {log:?}"
+        );
+        assert!(
+            log.iter().all(|l| l.starts_with("show --property=")
+                || l == &format!("start {UNIT}")
+                || l == &format!("restart {UNIT}")),
+            "{n}: only documented systemctl forms: {log:?}"
+        );
+    }
+    assert_eq!(step(&out, "after")["healthy"], 3);
+
+    // r2's engine can no longer start: the rollout stops there, r3 untouched.
+    std::fs::write(dir.path().join("r2-engine.yaml"), "not: [an engine config").unwrap();
+    let r3_before = hosts.host("r3").main_pid(UNIT).unwrap();
+    let r1_before = hosts.host("r1").main_pid(UNIT).unwrap();
+    let text = text.replace("ready_timeout: 2m", "ready_timeout: 5s");
+    let rb = support::runbook(&text.replace("oncall-slack, ops-email", "oncall-slack"));
+    let out = support::run(&sv, &rb, &[]).await;
+    assert_eq!(out.status, RunStatus::Failed);
+    let err = format!("{:?}", out.steps);
+    assert!(err.contains("rolling restart stopped at r2"), "{err}");
+    assert!(err.contains("restarted before it: r1"), "{err}");
+    assert!(err.contains("not touched: r3"), "{err}");
+    assert_ne!(hosts.host("r1").main_pid(UNIT).unwrap(), r1_before);
+    assert_eq!(
+        hosts.host("r3").main_pid(UNIT),
+        Some(r3_before),
+        "r3 untouched"
+    );
+    drop(broker);
+}
+
+/// Ids of every record in `topic`.
+fn ids_in(brokers: &str, topic: &str) -> std::collections::BTreeSet<String> {
+    sluice_tests::kafka::read_all(brokers, topic, Duration::from_secs(5))
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|m| m.json()["id"].as_str().map(str::to_string))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_failover_over_ssh_fences_two_primaries_starts_two_standbys_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker: Tansu = engine_support::broker(&["input", "copied", "counts"], 4).await;
+    let brokers = broker.bootstrap();
+    let (prim, stand) = (["p1", "p2"], ["s1", "s2"]);
+    let hosts = SshHosts::start(dir.path(), &["p1", "p2", "s1", "s2"]);
+    let pports: Vec<u16> = prim.iter().map(|_| net::free_port()).collect();
+    let sports: Vec<u16> = stand.iter().map(|_| net::free_port()).collect();
+    for (n, p) in prim.iter().zip(&pports).chain(stand.iter().zip(&sports)) {
+        install_engine(dir.path(), hosts.host(n), &brokers, "orders", *p);
+    }
+    // The primaries run, started by their hosts' init.
+    for n in prim {
+        let o = hosts.host(n).systemctl(&["start", UNIT]);
+        assert!(o.status.success(), "{o:?}");
+    }
+    for p in &pports {
+        eventually("a primary to answer", Duration::from_secs(60), || async {
+            healthy(*p).await.then_some(())
+        })
+        .await;
+    }
+    let recs = engine_support::records(0, 3000, 40, 1_700_000_000_000, 5);
+    engine_support::produce_input(&brokers, &recs[..1500]).await;
+    eventually(
+        "the primaries to copy the first half",
+        Duration::from_secs(90),
+        || async { (ids_in(&brokers, "copied").len() >= 1500).then_some(()) },
+    )
+    .await;
+
+    // The service, with the shipped multi-host failover runbook.
+    let svc = dir.path().join("svc");
+    std::fs::create_dir_all(svc.join("runbooks")).unwrap();
+    std::fs::copy(
+        sluice_tests::sluice::repo().join("runbooks/multi-host/failover-hosts.yaml"),
+        svc.join("runbooks/failover-hosts.yaml"),
+    )
+    .unwrap();
+    let slack = sluice_tests::notify::SlackRecorder::start().await;
+    let config = format!(
+        "targets:\n{}{}{}runbooks: [{}]\nstore: 'sqlite://{}'\napi:\n  tokens:\n    - {{name: oncall, token: {tok}, role: operator}}\nservice:\n  lease: 2s\n  shutdown_grace: 2s\n",
+        systemd_target("primary", &hosts, &prim, "primary", &pports),
+        systemd_target("standby", &hosts, &stand, "standby", &sports),
+        sluice_tests::sluice::channels(&slack.url, net::free_port()),
+        svc.join("runbooks").display(),
+        dir.path().join("service.db").display(),
+        tok = sluice_tests::served::OPERATOR,
+    );
+    let cfg = dir.path().join("sluice.yaml");
+    std::fs::write(&cfg, &config).unwrap();
+    let handle = Service::start(Options {
+        config_path: cfg,
+        listen: Some("127.0.0.1:0".parse().unwrap()),
+        store_url: None,
+        clock: Arc::new(sluice_automation::schedule::scheduler::SystemClock),
+        watch: false,
+        supervisor: None,
+    })
+    .await
+    .unwrap_or_else(|e| panic!("the service starts: {e:#}\n{config}"));
+    let base = format!("http://{}", handle.addr);
+
+    // Input keeps coming while the primaries go.
+    let feeder = engine_support::feed(&brokers, &recs[1500..], 100);
+    let client = net::client();
+    let resp: J = client
+        .post(format!("{base}/api/v1/runbooks/failover-hosts/runs"))
+        .bearer_auth(sluice_tests::served::OPERATOR)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = resp["run_id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{resp}"))
+        .to_string();
+    let run = eventually("the failover to finish", Duration::from_secs(240), || {
+        let (client, base, id) = (client.clone(), base.clone(), id.clone());
+        async move {
+            let j: J = client
+                .get(format!("{base}/api/v1/runs/{id}"))
+                .bearer_auth(sluice_tests::served::OPERATOR)
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            matches!(j["run"]["status"].as_str(), Some("succeeded" | "failed")).then_some(j)
+        }
+    })
+    .await;
+    assert_eq!(run["run"]["status"], "succeeded", "{run:#}");
+    feeder.await.unwrap();
+
+    // Every primary fenced (stopped through systemctl over ssh), every standby up.
+    for (n, p) in prim.iter().zip(&pports) {
+        assert!(hosts.host(n).main_pid(UNIT).is_none(), "{n} still runs");
+        assert!(!healthy(*p).await);
+        assert!(
+            hosts
+                .host(n)
+                .systemctl_log()
+                .contains(&format!("stop {UNIT}")),
+            "{n} was fenced with systemctl stop"
+        );
+    }
+    for (n, p) in stand.iter().zip(&sports) {
+        assert!(hosts.host(n).main_pid(UNIT).is_some(), "{n} runs");
+        assert!(healthy(*p).await, "{n} healthy");
+        assert!(
+            hosts
+                .host(n)
+                .systemctl_log()
+                .contains(&format!("start {UNIT}"))
+        );
+    }
+    // No input lost: every record, before and during the failover, was copied.
+    let want: std::collections::BTreeSet<String> = recs.iter().map(|r| r.id.clone()).collect();
+    let got = eventually("every record copied", Duration::from_secs(120), || async {
+        let got = ids_in(&brokers, "copied");
+        want.is_subset(&got).then_some(got)
+    })
+    .await;
+    assert!(want.is_subset(&got));
+    handle.shutdown().await;
+    drop(hosts);
+    drop(broker);
+}
