@@ -410,3 +410,117 @@ async fn cluster_failover_over_ssh_fences_two_primaries_starts_two_standbys_and_
     drop(hosts);
     drop(broker);
 }
+
+/// Runs the shipped runbook `name` (channels narrowed to the Slack recorder).
+async fn shipped(
+    sv: &Arc<sluice_automation::exec::context::Services>,
+    name: &str,
+    params: &[(&str, &str)],
+) -> sluice_automation::exec::executor::RunOutcome {
+    let text =
+        std::fs::read_to_string(sluice_tests::sluice::repo().join(format!("runbooks/{name}.yaml")))
+            .unwrap();
+    let rb = support::runbook(&text.replace("oncall-slack, ops-email", "oncall-slack"));
+    support::run(sv, &rb, params).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn emergency_stop_and_recovery_reach_every_host_and_scaling_adds_and_drains_hosts_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = engine_support::broker(&["input", "copied", "counts"], 3).await;
+    let names = ["h1", "h2", "h3"];
+    let hosts = SshHosts::start(dir.path(), &names);
+    let ports: Vec<u16> = names.iter().map(|_| net::free_port()).collect();
+    for (n, p) in names.iter().zip(&ports) {
+        install_engine(dir.path(), hosts.host(n), &broker.bootstrap(), "fleet", *p);
+    }
+    let slack = sluice_tests::notify::SlackRecorder::start().await;
+    let two = format!(
+        "targets:\n{}{}",
+        systemd_target("primary", &hosts, &names[..2], "primary", &ports[..2]),
+        sluice_tests::sluice::channels(&slack.url, net::free_port())
+    );
+    let sv = support::services(support::config(&two), None);
+    for n in &names[..2] {
+        assert!(hosts.host(n).systemctl(&["start", UNIT]).status.success());
+    }
+    for p in &ports[..2] {
+        eventually("an engine to answer", Duration::from_secs(60), || async {
+            healthy(*p).await.then_some(())
+        })
+        .await;
+    }
+    let out = shipped(&sv, "emergency-stop", &[]).await;
+    support::assert_succeeded(&out, "emergency-stop on two hosts");
+    for n in &names[..2] {
+        assert_eq!(
+            step(&out, "maintenance")["hosts"][n]["body"]["maintenance"],
+            true,
+            "{n}"
+        );
+        assert_eq!(
+            step(&out, "drain")["hosts"][n]["body"]["drained"],
+            true,
+            "{n}"
+        );
+        assert!(hosts.host(n).main_pid(UNIT).is_none(), "{n} stopped");
+    }
+    assert_eq!(step(&out, "stop")["count"], 2);
+    let out = shipped(&sv, "emergency-recovery", &[]).await;
+    support::assert_succeeded(&out, "emergency-recovery on two hosts");
+    for (n, p) in names[..2].iter().zip(&ports) {
+        let h: J = net::get_json(&format!("http://127.0.0.1:{p}/health")).await;
+        assert_eq!(h["maintenance"], false, "{n} resumed: {h}");
+    }
+    assert_eq!(
+        out.steps["ready"]["output"]["iterations"]
+            .as_array()
+            .map(Vec::len),
+        Some(2)
+    );
+
+    // Scale across the inventory: h1 runs; out by one starts h2 (the next
+    // host in order), in by one drains and stops the last running one.
+    for n in &names[..2] {
+        hosts.host(n).systemctl(&["stop", UNIT]);
+    }
+    let three = format!(
+        "targets:\n{}{}",
+        systemd_target("primary", &hosts, &names, "primary", &ports),
+        sluice_tests::sluice::channels(&slack.url, net::free_port())
+    );
+    let sv = support::services(support::config(&three), None);
+    assert!(
+        hosts
+            .host("h1")
+            .systemctl(&["start", UNIT])
+            .status
+            .success()
+    );
+    eventually("h1 to answer", Duration::from_secs(60), || async {
+        healthy(ports[0]).await.then_some(())
+    })
+    .await;
+    let out = shipped(&sv, "scale-out", &[("add", "1"), ("max", "3")]).await;
+    support::assert_succeeded(&out, "scale-out across hosts");
+    let s = step(&out, "scale");
+    assert_eq!(
+        (s["previous"].clone(), s["replicas"].clone()),
+        (json!(1), json!(2)),
+        "{s:#}"
+    );
+    assert_eq!(s["started"][0]["host"], "h2");
+    assert!(hosts.host("h2").main_pid(UNIT).is_some());
+    assert!(hosts.host("h3").main_pid(UNIT).is_none(), "h3 stays free");
+    let out = shipped(&sv, "scale-in", &[("remove", "1"), ("min", "1")]).await;
+    support::assert_succeeded(&out, "scale-in across hosts");
+    let s = step(&out, "scale");
+    assert_eq!(s["stopped"][0]["host"], "h2", "{s:#}");
+    assert!(
+        s["stopped"][0]["drain"]["drained"] == true,
+        "drained first: {s:#}"
+    );
+    assert!(hosts.host("h2").main_pid(UNIT).is_none());
+    assert!(hosts.host("h1").main_pid(UNIT).is_some());
+    drop(broker);
+}

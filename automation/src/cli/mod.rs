@@ -53,8 +53,8 @@ pub enum Command {
     Runs(runs::RunsArgs),
     /// Approve (or `--reject`) the approval a run waits for.
     Approve(approve::ApproveArgs),
-    /// Print the JSON Schema of runbook files.
-    Schema,
+    /// Print the JSON Schema of runbook files (or, with `config`, of sluice.yaml).
+    Schema(schema::SchemaArgs),
     /// Alert rule files: check them, or run promtool-format rule tests.
     #[command(subcommand)]
     Rules(RulesCommand),
@@ -72,6 +72,9 @@ pub enum Command {
 pub struct ValidateArgs {
     /// Files or directories to validate (default: runbooks/ alerts/ sluice.yaml).
     pub paths: Vec<std::path::PathBuf>,
+    /// Fail on lints too (dangerous but valid runbooks), not only on errors.
+    #[arg(long)]
+    pub strict: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -98,7 +101,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Plan(args) => plan::run(args),
         Command::Runs(args) => runs::run(args),
         Command::Approve(args) => approve::run(args),
-        Command::Schema => schema::run(),
+        Command::Schema(args) => schema::run(args),
         Command::Rules(cmd) => rules::run(cmd),
         Command::Up(args) => up::run(args),
         Command::Serve(args) => serve::run(args),

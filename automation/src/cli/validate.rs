@@ -91,11 +91,24 @@ fn check_rules(path: &Path, text: &str, diags: &mut Vec<Diagnostic>) -> Vec<Stri
 
 /// Every problem in the given files, with the source text of each file for rendering.
 pub fn check_paths(paths: &[PathBuf]) -> (Vec<Diagnostic>, BTreeMap<PathBuf, String>, usize) {
+    let (diags, _, sources, files) = check_and_lint(paths);
+    (diags, sources, files)
+}
+
+/// [`check_paths`] plus the lints of every valid runbook.
+pub fn check_and_lint(
+    paths: &[PathBuf],
+) -> (
+    Vec<Diagnostic>,
+    Vec<Diagnostic>,
+    BTreeMap<PathBuf, String>,
+    usize,
+) {
     let mut diags = Vec::new();
     let mut sources = BTreeMap::new();
     let files = match expand(paths) {
         Ok(f) => f,
-        Err(d) => return (vec![d], sources, 0),
+        Err(d) => return (vec![d], Vec::new(), sources, 0),
     };
     for f in &files {
         match std::fs::read_to_string(f) {
@@ -181,7 +194,15 @@ pub fn check_paths(paths: &[PathBuf]) -> (Vec<Diagnostic>, BTreeMap<PathBuf, Str
             names.insert(rb.name.value.clone(), path);
         }
     }
-    (diags, sources, files.len())
+    let lints = runbooks
+        .iter()
+        .flat_map(|(path, rb)| {
+            runbook::lint::lint(rb).into_iter().map(move |e| {
+                Diagnostic::new(path, e.pos.line as usize, e.pos.column as usize, e.message)
+            })
+        })
+        .collect();
+    (diags, lints, sources, files.len())
 }
 
 pub fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
@@ -201,12 +222,28 @@ pub fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
     } else {
         args.paths
     };
-    let (diags, sources, files) = check_paths(&paths);
+    let (mut diags, lints, sources, files) = check_and_lint(&paths);
+    let warned = lints.len();
+    if args.strict {
+        diags.extend(lints);
+        diags.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
+    } else {
+        for d in &lints {
+            println!(
+                "warning: {}",
+                d.render(sources.get(&d.file).map(String::as_str))
+            );
+        }
+    }
     for d in &diags {
         println!("{}", d.render(sources.get(&d.file).map(String::as_str)));
     }
     if diags.is_empty() {
-        eprintln!("{files} file(s) valid");
+        if warned > 0 {
+            eprintln!("{files} file(s) valid, {warned} lint warning(s) (--strict fails on them)");
+        } else {
+            eprintln!("{files} file(s) valid");
+        }
         Ok(ExitCode::Success)
     } else {
         let bad: BTreeSet<&PathBuf> = diags.iter().map(|d| &d.file).collect();

@@ -131,8 +131,8 @@ impl Config {
                             format!("metrics.scrape: `{entry}` is not a valid URL"),
                         ));
                     }
-                } else if !self.targets.contains_key(entry) {
-                    let hint = did_you_mean(entry, self.targets.keys().map(String::as_str))
+                } else if self.target(entry).is_none() {
+                    let hint = did_you_mean(entry, self.target_names())
                         .map(|b| format!(", did you mean `{b}`?"))
                         .unwrap_or_default();
                     p.push(DeError::new(

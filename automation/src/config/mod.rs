@@ -16,6 +16,7 @@ use crate::secret::{Redactor, Secret};
 use crate::yaml::{self, DeError, Node, Pos};
 
 mod check;
+pub mod schema;
 mod service;
 mod target;
 

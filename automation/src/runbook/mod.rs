@@ -1,6 +1,7 @@
 //! Runbooks: the model, loading from files, parameters, templates,
 //! validation and the JSON Schema.
 
+pub mod lint;
 pub mod model;
 pub mod params;
 pub mod schema;

@@ -309,6 +309,31 @@ fn check_ref(r: &Ref, known: Known<'_>, p: &mut Vec<DeError>) {
         }
         return;
     }
+    if let (RefKind::Target, Some(c), Some(sel)) = (r.kind, known.config, &r.hosts)
+        && let Some(t) = c.targets.get(r.name.as_str())
+    {
+        match &t.ssh {
+            Some(ssh) => {
+                if let Some(bad) = sel.unknown(&ssh.hosts).first() {
+                    let names = ssh.hosts.iter().map(|h| h.name.value.as_str());
+                    p.push(unknown_ref(
+                        &format!("host of target `{}`", r.name.value),
+                        &At::new(r.name.pos, bad.to_string()),
+                        names,
+                    ));
+                }
+            }
+            None if !sel.is_all() => p.push(DeError::new(
+                r.name.pos,
+                format!(
+                    "target `{}` has no `ssh` inventory to select hosts from (only `hosts: all` fits it)",
+                    r.name.value
+                ),
+            )),
+            None => {}
+        }
+        return;
+    }
     let names: Vec<&str> = match (r.kind, known.config) {
         (RefKind::Target, Some(c)) => c.target_names().collect(),
         (RefKind::Managed { .. } | RefKind::SshHosts, Some(c)) => {

@@ -9,6 +9,9 @@ use tracing::info;
 use super::Service;
 use crate::scrape::{ScrapeTarget, Scraper};
 
+/// One scrape: its name, `/metrics` URL, bearer token and the labels it adds.
+type Place = (String, String, Option<String>, Vec<(&'static str, String)>);
+
 /// The scrape targets `metrics.scrape` names.
 pub fn targets(svc: &Service) -> Vec<(String, ScrapeTarget)> {
     let Some(m) = &svc.config.metrics else {
@@ -19,30 +22,62 @@ pub fn targets(svc: &Service) -> Vec<(String, ScrapeTarget)> {
     }
     m.scrape
         .iter()
-        .filter_map(|e| {
+        .flat_map(|e| {
             let entry = &e.target;
-            let (name, url, token) = match svc.config.targets.get(entry) {
-                Some(t) => (
-                    entry.clone(),
-                    format!("{}/metrics", t.url),
-                    t.token.as_ref().map(|s| s.expose().to_string()),
-                ),
-                None => (entry.clone(), entry.clone(), None),
+            // A target with an ssh inventory is scraped on every host, each
+            // series labelled with the target and the host.
+            let places: Vec<Place> = match svc.config.target(entry) {
+                Some(t) => {
+                    let token = t.token.as_ref().map(|s| s.expose().to_string());
+                    match t
+                        .ssh
+                        .as_ref()
+                        .filter(|_| svc.config.targets.contains_key(entry))
+                    {
+                        Some(ssh) => ssh
+                            .hosts
+                            .iter()
+                            .map(|h| {
+                                (
+                                    format!("{entry}/{}", h.name.value),
+                                    format!("{}/metrics", t.host_url(h)),
+                                    token.clone(),
+                                    vec![("target", entry.clone()), ("host", h.name.value.clone())],
+                                )
+                            })
+                            .collect(),
+                        None => {
+                            let labels = match entry.split_once('/') {
+                                Some((name, host)) => {
+                                    vec![("target", name.to_string()), ("host", host.to_string())]
+                                }
+                                None => vec![("target", entry.clone())],
+                            };
+                            vec![(entry.clone(), format!("{}/metrics", t.url), token, labels)]
+                        }
+                    }
+                }
+                None => vec![(entry.clone(), entry.clone(), None, Vec::new())],
             };
-            let url = url::Url::parse(&url).ok()?;
-            let mut t = ScrapeTarget::new(&m.job, url, e.interval.unwrap_or(m.interval).std());
-            if let Some(timeout) = e.timeout {
-                t.timeout = timeout.std().min(t.interval);
-            }
-            t.honor_labels = e.honor_labels;
-            t.honor_timestamps = e.honor_timestamps;
-            t.sample_limit = e.sample_limit;
-            t.labels = e.labels.clone();
-            t.bearer_token = token;
-            if svc.config.targets.contains_key(entry) {
-                t.labels.insert("target".into(), entry.clone());
-            }
-            Some((name, t))
+            places
+                .into_iter()
+                .filter_map(move |(name, url, token, labels)| {
+                    let url = url::Url::parse(&url).ok()?;
+                    let mut t =
+                        ScrapeTarget::new(&m.job, url, e.interval.unwrap_or(m.interval).std());
+                    if let Some(timeout) = e.timeout {
+                        t.timeout = timeout.std().min(t.interval);
+                    }
+                    t.honor_labels = e.honor_labels;
+                    t.honor_timestamps = e.honor_timestamps;
+                    t.sample_limit = e.sample_limit;
+                    t.labels = e.labels.clone();
+                    t.bearer_token = token;
+                    for (k, v) in labels {
+                        t.labels.insert(k.into(), v);
+                    }
+                    Some((name, t))
+                })
         })
         .collect()
 }

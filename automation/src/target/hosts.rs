@@ -379,9 +379,13 @@ impl<O: HostOps> Driver for PerHost<'_, O> {
                     missing -= 1;
                 }
             }
+            // What runs now, for checks on each instance that follow.
             let mut now = Vec::new();
             for p in &places {
-                now.push(self.describe(cx, p).await?);
+                let j = self.describe(cx, p).await?;
+                if j["state"] == "running" {
+                    now.push(j);
+                }
             }
             Ok(super::scaled(
                 requested, replicas, previous, started, stopped, now,

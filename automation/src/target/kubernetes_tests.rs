@@ -105,8 +105,8 @@ current-context: admin
 clusters:
 - name: prod
   cluster:
-server: https://10.0.0.1:6443/
-certificate-authority-data: LS0tLS1CRUdJTg==
+    server: https://10.0.0.1:6443/
+    certificate-authority-data: LS0tLS1CRUdJTg==
 - name: dev
   cluster: {server: "http://127.0.0.1:8001", certificate-authority: ca.pem}
 contexts:

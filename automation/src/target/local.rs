@@ -245,7 +245,7 @@ impl Driver for Local {
     fn start<'a>(&'a self, cx: &'a StepCx<'a>, req: &'a Request<'a>) -> BoxFuture<'a, StepResult> {
         Box::pin(async move {
             let (instance, started) = start_instance(cx, req.target, 0, req.ready_timeout).await?;
-            Ok(json!({"started": started, "instance": instance}))
+            Ok(json!({"started": started, "instance": instance, "instances": [instance]}))
         })
     }
 

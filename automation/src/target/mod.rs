@@ -72,6 +72,11 @@ pub enum HostSelector {
 }
 
 impl HostSelector {
+    /// `all`: every host, or the target itself when it has no inventory.
+    pub fn is_all(&self) -> bool {
+        matches!(self, HostSelector::One(n) if n == "all")
+    }
+
     pub fn matches(&self, host: &Host) -> bool {
         match self {
             HostSelector::One(n) => n == "all" || *n == host.name.value,
@@ -161,8 +166,8 @@ fn unmanaged(name: &str) -> String {
     )
 }
 
-/// Why target `name`'s driver cannot do `op` (with a host selector when
-/// `selects_hosts`), from the config alone; `None` when it can.
+/// Why target `name`'s driver cannot do `op` (with a host selector other
+/// than `all` when `selects_hosts`), from the config alone; `None` when it can.
 pub fn cannot(name: &str, t: &Target, op: Op, selects_hosts: bool) -> Option<String> {
     let Some(kind) = t.driver() else {
         return Some(unmanaged(name));

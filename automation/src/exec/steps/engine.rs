@@ -251,6 +251,7 @@ fn schema(name: &'static str) -> J {
         "target".into(),
         json!({"type": "string", "description": "Engine name from sluice.yaml `targets`."}),
     );
+    props.insert("hosts".into(), json!({"description": "Call every selected host of the target's `ssh` inventory (`all`, a name, a list, or labels); `all` on a target without one calls the target itself. Output: `hosts.<name>` per host.", "oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}, {"type": "object", "additionalProperties": {"type": "string"}}]}));
     props.insert("expect".into(), json!({"description": "Accepted status codes (default: any 2xx).", "oneOf": [{"type": "integer"}, {"type": "array", "items": {"type": "integer"}}]}));
     for f in c.fields {
         let s = match *f {
@@ -273,6 +274,8 @@ fn schema(name: &'static str) -> J {
 #[serde(deny_unknown_fields)]
 struct EngineFields {
     target: At<String>,
+    #[serde(default)]
+    hosts: Option<crate::target::HostSelector>,
     #[serde(default)]
     expect: Option<Expect>,
     #[serde(default)]
@@ -356,13 +359,62 @@ impl Action for EngineCall {
     }
 
     fn refs(&self) -> Vec<Ref> {
-        vec![Ref::new(RefKind::Target, &self.f.target)]
+        vec![Ref::new(RefKind::Target, &self.f.target).with_hosts(self.f.hosts.clone())]
     }
 
     fn run<'a>(&'a self, cx: &'a StepCx<'a>) -> BoxFuture<'a, StepResult> {
         Box::pin(async move {
             let target = cx.target(&self.f.target)?;
-            let url = format!("{}{}", target.url, self.call.path);
+            let Some(sel) = self.f.hosts.as_ref().filter(|_| target.ssh.is_some()) else {
+                return self.call_at(cx, target, &target.url.to_string()).await;
+            };
+            let req = crate::target::Request {
+                target: &self.f.target,
+                hosts: Some(sel),
+                ready_timeout: crate::duration::Duration::from_secs(0),
+                drain: false,
+            };
+            let places = crate::target::hosts::places(&self.f.target, target, &req)?;
+            let results = futures::future::join_all(
+                places
+                    .iter()
+                    .map(|p| async move { (p, self.call_at(cx, target, &p.url).await) }),
+            )
+            .await;
+            let mut hosts = serde_json::Map::new();
+            let mut failed = Vec::new();
+            for (p, r) in results {
+                match r {
+                    Ok(out) => {
+                        hosts.insert(p.name.clone(), out);
+                    }
+                    Err(e) => failed.push(format!("{}: {e}", p.name)),
+                }
+            }
+            if !failed.is_empty() {
+                return Err(StepError::transient(format!(
+                    "{} failed on {} host(s): {}",
+                    self.call.name,
+                    failed.len(),
+                    failed.join("; ")
+                )));
+            }
+            let count = hosts.len();
+            Ok(json!({"hosts": hosts, "count": count}))
+        })
+    }
+}
+
+impl EngineCall {
+    /// The call against one instance at `base`.
+    async fn call_at(
+        &self,
+        cx: &StepCx<'_>,
+        target: &crate::config::Target,
+        base: &str,
+    ) -> StepResult {
+        {
+            let url = format!("{}{}", base.trim_end_matches('/'), self.call.path);
             let method = match self.call.verb {
                 Verb::Get => reqwest::Method::GET,
                 Verb::Post => reqwest::Method::POST,
@@ -410,7 +462,7 @@ impl Action for EngineCall {
             let out = send(cx, req).await?;
             check_status(&out, self.f.expect.as_ref())?;
             Ok(out)
-        })
+        }
     }
 }
 

@@ -91,7 +91,7 @@ pub async fn dispatch(
             "unknown target `{name}` (define it under `targets:` in sluice.yaml)"
         ))
     })?;
-    if let Some(why) = target::cannot(name, t, op, hosts.is_some()) {
+    if let Some(why) = target::cannot(name, t, op, hosts.is_some_and(|h| !h.is_all())) {
         return Err(StepError::permanent(why));
     }
     let driver = target::driver(name, t)?;
