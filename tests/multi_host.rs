@@ -276,6 +276,110 @@ fn ids_in(brokers: &str, topic: &str) -> std::collections::BTreeSet<String> {
         .collect()
 }
 
+/// `sluice serve` over targets on simulated hosts, with shipped runbooks
+/// (their channels narrowed to the Slack recorder), driven through the API.
+struct HostService {
+    handle: sluice_automation::service::Handle,
+    base: String,
+    client: reqwest::Client,
+}
+
+impl HostService {
+    async fn start(dir: &Path, targets: &str, slack: &str, runbooks: &[&str]) -> HostService {
+        std::fs::create_dir_all(dir.join("runbooks")).unwrap();
+        for name in runbooks {
+            let text = std::fs::read_to_string(
+                sluice_tests::sluice::repo().join(format!("runbooks/{name}.yaml")),
+            )
+            .unwrap();
+            let file = name.rsplit('/').next().unwrap();
+            std::fs::write(
+                dir.join(format!("runbooks/{file}.yaml")),
+                text.replace("oncall-slack, ops-email", "oncall-slack"),
+            )
+            .unwrap();
+        }
+        let config = format!(
+            "targets:\n{targets}{}runbooks: [{}]\nstore: 'sqlite://{}'\napi:\n  tokens:\n    - {{name: oncall, token: {tok}, role: operator}}\nservice:\n  lease: 2s\n  shutdown_grace: 2s\n",
+            sluice_tests::sluice::channels(slack, net::free_port()),
+            dir.join("runbooks").display(),
+            dir.join("service.db").display(),
+            tok = sluice_tests::served::OPERATOR,
+        );
+        let cfg = dir.join("sluice.yaml");
+        std::fs::write(&cfg, &config).unwrap();
+        let handle = Service::start(Options {
+            config_path: cfg,
+            listen: Some("127.0.0.1:0".parse().unwrap()),
+            store_url: None,
+            clock: Arc::new(sluice_automation::schedule::scheduler::SystemClock),
+            watch: false,
+            supervisor: None,
+        })
+        .await
+        .unwrap_or_else(|e| panic!("the service starts: {e:#}\n{config}"));
+        let base = format!("http://{}", handle.addr);
+        HostService {
+            handle,
+            base,
+            client: net::client(),
+        }
+    }
+
+    /// Starts runbook `name` through the API and waits until the run ended.
+    async fn run(&self, name: &str, params: J) -> J {
+        let resp: J = self
+            .client
+            .post(format!("{}/api/v1/runbooks/{name}/runs", self.base))
+            .bearer_auth(sluice_tests::served::OPERATOR)
+            .json(&json!({"params": params}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let id = resp["run_id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{resp}"))
+            .to_string();
+        eventually(
+            &format!("{name} to finish"),
+            Duration::from_secs(300),
+            || async {
+                let j: J = self
+                    .client
+                    .get(format!("{}/api/v1/runs/{id}", self.base))
+                    .bearer_auth(sluice_tests::served::OPERATOR)
+                    .send()
+                    .await
+                    .ok()?
+                    .json()
+                    .await
+                    .ok()?;
+                matches!(j["run"]["status"].as_str(), Some("succeeded" | "failed")).then_some(j)
+            },
+        )
+        .await
+    }
+
+    async fn stop(self) {
+        self.handle.shutdown().await;
+    }
+}
+
+/// A step's outputs in a run record from the API.
+fn outputs<'a>(run: &'a J, id: &str) -> &'a J {
+    run["steps"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["path"] == id))
+        .map_or(&J::Null, |s| &s["outputs"])
+}
+
+fn assert_run_succeeded(run: &J, what: &str) {
+    assert_eq!(run["run"]["status"], "succeeded", "{what}: {run:#}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_failover_over_ssh_fences_two_primaries_starts_two_standbys_and_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
@@ -309,71 +413,24 @@ async fn cluster_failover_over_ssh_fences_two_primaries_starts_two_standbys_and_
     .await;
 
     // The service, with the shipped multi-host failover runbook.
-    let svc = dir.path().join("svc");
-    std::fs::create_dir_all(svc.join("runbooks")).unwrap();
-    std::fs::copy(
-        sluice_tests::sluice::repo().join("runbooks/multi-host/failover-hosts.yaml"),
-        svc.join("runbooks/failover-hosts.yaml"),
-    )
-    .unwrap();
     let slack = sluice_tests::notify::SlackRecorder::start().await;
-    let config = format!(
-        "targets:\n{}{}{}runbooks: [{}]\nstore: 'sqlite://{}'\napi:\n  tokens:\n    - {{name: oncall, token: {tok}, role: operator}}\nservice:\n  lease: 2s\n  shutdown_grace: 2s\n",
+    let targets = format!(
+        "{}{}",
         systemd_target("primary", &hosts, &prim, "primary", &pports),
-        systemd_target("standby", &hosts, &stand, "standby", &sports),
-        sluice_tests::sluice::channels(&slack.url, net::free_port()),
-        svc.join("runbooks").display(),
-        dir.path().join("service.db").display(),
-        tok = sluice_tests::served::OPERATOR,
+        systemd_target("standby", &hosts, &stand, "standby", &sports)
     );
-    let cfg = dir.path().join("sluice.yaml");
-    std::fs::write(&cfg, &config).unwrap();
-    let handle = Service::start(Options {
-        config_path: cfg,
-        listen: Some("127.0.0.1:0".parse().unwrap()),
-        store_url: None,
-        clock: Arc::new(sluice_automation::schedule::scheduler::SystemClock),
-        watch: false,
-        supervisor: None,
-    })
-    .await
-    .unwrap_or_else(|e| panic!("the service starts: {e:#}\n{config}"));
-    let base = format!("http://{}", handle.addr);
-
+    let svc = HostService::start(
+        &dir.path().join("svc"),
+        &targets,
+        &slack.url,
+        &["multi-host/failover-hosts"],
+    )
+    .await;
     // Input keeps coming while the primaries go.
     let feeder = engine_support::feed(&brokers, &recs[1500..], 100);
-    let client = net::client();
-    let resp: J = client
-        .post(format!("{base}/api/v1/runbooks/failover-hosts/runs"))
-        .bearer_auth(sluice_tests::served::OPERATOR)
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id = resp["run_id"]
-        .as_str()
-        .unwrap_or_else(|| panic!("{resp}"))
-        .to_string();
-    let run = eventually("the failover to finish", Duration::from_secs(240), || {
-        let (client, base, id) = (client.clone(), base.clone(), id.clone());
-        async move {
-            let j: J = client
-                .get(format!("{base}/api/v1/runs/{id}"))
-                .bearer_auth(sluice_tests::served::OPERATOR)
-                .send()
-                .await
-                .ok()?
-                .json()
-                .await
-                .ok()?;
-            matches!(j["run"]["status"].as_str(), Some("succeeded" | "failed")).then_some(j)
-        }
-    })
-    .await;
-    assert_eq!(run["run"]["status"], "succeeded", "{run:#}");
+    let run = svc.run("failover-hosts", json!({})).await;
+    assert_run_succeeded(&run, "failover-hosts");
+    assert_eq!(outputs(&run, "start_standby")["count"], 2, "{run:#}");
     feeder.await.unwrap();
 
     // Every primary fenced (stopped through systemctl over ssh), every standby up.
@@ -406,22 +463,9 @@ async fn cluster_failover_over_ssh_fences_two_primaries_starts_two_standbys_and_
     })
     .await;
     assert!(want.is_subset(&got));
-    handle.shutdown().await;
+    svc.stop().await;
     drop(hosts);
     drop(broker);
-}
-
-/// Runs the shipped runbook `name` (channels narrowed to the Slack recorder).
-async fn shipped(
-    sv: &Arc<sluice_automation::exec::context::Services>,
-    name: &str,
-    params: &[(&str, &str)],
-) -> sluice_automation::exec::executor::RunOutcome {
-    let text =
-        std::fs::read_to_string(sluice_tests::sluice::repo().join(format!("runbooks/{name}.yaml")))
-            .unwrap();
-    let rb = support::runbook(&text.replace("oncall-slack, ops-email", "oncall-slack"));
-    support::run(sv, &rb, params).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -435,12 +479,14 @@ async fn emergency_stop_and_recovery_reach_every_host_and_scaling_adds_and_drain
         install_engine(dir.path(), hosts.host(n), &broker.bootstrap(), "fleet", *p);
     }
     let slack = sluice_tests::notify::SlackRecorder::start().await;
-    let two = format!(
-        "targets:\n{}{}",
-        systemd_target("primary", &hosts, &names[..2], "primary", &ports[..2]),
-        sluice_tests::sluice::channels(&slack.url, net::free_port())
-    );
-    let sv = support::services(support::config(&two), None);
+    let two = systemd_target("primary", &hosts, &names[..2], "primary", &ports[..2]);
+    let svc = HostService::start(
+        &dir.path().join("svc2"),
+        &two,
+        &slack.url,
+        &["emergency-stop", "emergency-recovery"],
+    )
+    .await;
     for n in &names[..2] {
         assert!(hosts.host(n).systemctl(&["start", UNIT]).status.success());
     }
@@ -450,46 +496,49 @@ async fn emergency_stop_and_recovery_reach_every_host_and_scaling_adds_and_drain
         })
         .await;
     }
-    let out = shipped(&sv, "emergency-stop", &[]).await;
-    support::assert_succeeded(&out, "emergency-stop on two hosts");
+    let run = svc.run("emergency-stop", json!({})).await;
+    assert_run_succeeded(&run, "emergency-stop on two hosts");
     for n in &names[..2] {
         assert_eq!(
-            step(&out, "maintenance")["hosts"][n]["body"]["maintenance"],
+            outputs(&run, "maintenance")["hosts"][n]["body"]["maintenance"],
             true,
             "{n}"
         );
         assert_eq!(
-            step(&out, "drain")["hosts"][n]["body"]["drained"],
+            outputs(&run, "drain")["hosts"][n]["body"]["drained"],
             true,
             "{n}"
         );
         assert!(hosts.host(n).main_pid(UNIT).is_none(), "{n} stopped");
     }
-    assert_eq!(step(&out, "stop")["count"], 2);
-    let out = shipped(&sv, "emergency-recovery", &[]).await;
-    support::assert_succeeded(&out, "emergency-recovery on two hosts");
+    assert_eq!(outputs(&run, "stop")["count"], 2);
+    let run = svc.run("emergency-recovery", json!({})).await;
+    assert_run_succeeded(&run, "emergency-recovery on two hosts");
     for (n, p) in names[..2].iter().zip(&ports) {
         let h: J = net::get_json(&format!("http://127.0.0.1:{p}/health")).await;
         assert_eq!(h["maintenance"], false, "{n} resumed: {h}");
     }
     assert_eq!(
-        out.steps["ready"]["output"]["iterations"]
+        outputs(&run, "ready")["iterations"]
             .as_array()
             .map(Vec::len),
         Some(2)
     );
+    svc.stop().await;
 
     // Scale across the inventory: h1 runs; out by one starts h2 (the next
     // host in order), in by one drains and stops the last running one.
     for n in &names[..2] {
         hosts.host(n).systemctl(&["stop", UNIT]);
     }
-    let three = format!(
-        "targets:\n{}{}",
-        systemd_target("primary", &hosts, &names, "primary", &ports),
-        sluice_tests::sluice::channels(&slack.url, net::free_port())
-    );
-    let sv = support::services(support::config(&three), None);
+    let three = systemd_target("primary", &hosts, &names, "primary", &ports);
+    let svc = HostService::start(
+        &dir.path().join("svc3"),
+        &three,
+        &slack.url,
+        &["scale-out", "scale-in"],
+    )
+    .await;
     assert!(
         hosts
             .host("h1")
@@ -501,9 +550,9 @@ async fn emergency_stop_and_recovery_reach_every_host_and_scaling_adds_and_drain
         healthy(ports[0]).await.then_some(())
     })
     .await;
-    let out = shipped(&sv, "scale-out", &[("add", "1"), ("max", "3")]).await;
-    support::assert_succeeded(&out, "scale-out across hosts");
-    let s = step(&out, "scale");
+    let run = svc.run("scale-out", json!({"add": 1, "max": 3})).await;
+    assert_run_succeeded(&run, "scale-out across hosts");
+    let s = outputs(&run, "scale");
     assert_eq!(
         (s["previous"].clone(), s["replicas"].clone()),
         (json!(1), json!(2)),
@@ -512,15 +561,16 @@ async fn emergency_stop_and_recovery_reach_every_host_and_scaling_adds_and_drain
     assert_eq!(s["started"][0]["host"], "h2");
     assert!(hosts.host("h2").main_pid(UNIT).is_some());
     assert!(hosts.host("h3").main_pid(UNIT).is_none(), "h3 stays free");
-    let out = shipped(&sv, "scale-in", &[("remove", "1"), ("min", "1")]).await;
-    support::assert_succeeded(&out, "scale-in across hosts");
-    let s = step(&out, "scale");
+    let run = svc.run("scale-in", json!({"remove": 1, "min": 1})).await;
+    assert_run_succeeded(&run, "scale-in across hosts");
+    let s = outputs(&run, "scale");
     assert_eq!(s["stopped"][0]["host"], "h2", "{s:#}");
-    assert!(
-        s["stopped"][0]["drain"]["drained"] == true,
+    assert_eq!(
+        s["stopped"][0]["drain"]["drained"], true,
         "drained first: {s:#}"
     );
     assert!(hosts.host("h2").main_pid(UNIT).is_none());
     assert!(hosts.host("h1").main_pid(UNIT).is_some());
+    svc.stop().await;
     drop(broker);
 }
