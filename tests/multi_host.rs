@@ -286,6 +286,17 @@ struct HostService {
 
 impl HostService {
     async fn start(dir: &Path, targets: &str, slack: &str, runbooks: &[&str]) -> HostService {
+        Self::start_with(dir, targets, slack, runbooks, "").await
+    }
+
+    /// [`HostService::start`] with more top-level config (`extra`).
+    async fn start_with(
+        dir: &Path,
+        targets: &str,
+        slack: &str,
+        runbooks: &[&str],
+        extra: &str,
+    ) -> HostService {
         std::fs::create_dir_all(dir.join("runbooks")).unwrap();
         for name in runbooks {
             let text = std::fs::read_to_string(
@@ -300,7 +311,7 @@ impl HostService {
             .unwrap();
         }
         let config = format!(
-            "targets:\n{targets}{}runbooks: [{}]\nstore: 'sqlite://{}'\napi:\n  tokens:\n    - {{name: oncall, token: {tok}, role: operator}}\nservice:\n  lease: 2s\n  shutdown_grace: 2s\n",
+            "targets:\n{targets}{}runbooks: [{}]\nstore: 'sqlite://{}'\napi:\n  tokens:\n    - {{name: oncall, token: {tok}, role: operator}}\nservice:\n  lease: 2s\n  shutdown_grace: 2s\n{extra}",
             sluice_tests::sluice::channels(slack, net::free_port()),
             dir.join("runbooks").display(),
             dir.join("service.db").display(),
@@ -324,6 +335,44 @@ impl HostService {
             base,
             client: net::client(),
         }
+    }
+
+    async fn get(&self, path: &str) -> J {
+        let r = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(sluice_tests::served::OPERATOR)
+            .send()
+            .await;
+        match r {
+            Ok(r) => r.json().await.unwrap_or(J::Null),
+            Err(_) => J::Null,
+        }
+    }
+
+    /// Waits for the first run of `runbook` an alert started, until it ended.
+    async fn alert_run(&self, runbook: &str, limit: Duration) -> J {
+        let id = eventually(&format!("an alert to start {runbook}"), limit, || async {
+            let body = self
+                .get(&format!("/api/v1/runs?runbook={runbook}&limit=100"))
+                .await;
+            body["runs"]
+                .as_array()?
+                .iter()
+                .rev()
+                .find(|r| r["trigger"] == "alert")
+                .and_then(|r| r["id"].as_str().map(str::to_string))
+        })
+        .await;
+        eventually(
+            &format!("{runbook} to finish"),
+            Duration::from_secs(300),
+            || async {
+                let j = self.get(&format!("/api/v1/runs/{id}")).await;
+                matches!(j["run"]["status"].as_str(), Some("succeeded" | "failed")).then_some(j)
+            },
+        )
+        .await
     }
 
     /// Starts runbook `name` through the API and waits until the run ended.
@@ -381,7 +430,8 @@ fn assert_run_succeeded(run: &J, what: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cluster_failover_over_ssh_fences_two_primaries_starts_two_standbys_and_loses_nothing() {
+async fn every_primary_host_dying_fires_engine_cluster_down_and_the_standby_hosts_take_over_losing_nothing()
+ {
     let dir = tempfile::tempdir().unwrap();
     let broker: Tansu = engine_support::broker(&["input", "copied", "counts"], 4).await;
     let brokers = broker.bootstrap();
@@ -419,17 +469,41 @@ async fn cluster_failover_over_ssh_fences_two_primaries_starts_two_standbys_and_
         systemd_target("primary", &hosts, &prim, "primary", &pports),
         systemd_target("standby", &hosts, &stand, "standby", &sports)
     );
-    let svc = HostService::start(
+    // Scraping every primary host, the shipped rules with `for:` compressed.
+    let rules = dir.path().join("rules");
+    std::fs::create_dir_all(&rules).unwrap();
+    std::fs::write(
+        rules.join("sluice.yaml"),
+        sluice_tests::served::compress_rules(
+            &std::fs::read_to_string(sluice_tests::sluice::repo().join("alerts/sluice.yaml"))
+                .unwrap(),
+        ),
+    )
+    .unwrap();
+    let extra = format!(
+        "rules: ['{}']\nmetrics:\n  interval: 1s\n  scrape: [primary]\nalerting:\n  evaluation_interval: 1s\n  route: {{receiver: oncall-slack, group_by: [alertname], group_wait: 1s, group_interval: 1s}}\n",
+        rules.display()
+    );
+    let svc = HostService::start_with(
         &dir.path().join("svc"),
         &targets,
         &slack.url,
         &["multi-host/failover-hosts"],
+        &extra,
     )
     .await;
-    // Input keeps coming while the primaries go.
+    // Input keeps coming while both primaries die (kill -9, no goodbye).
     let feeder = engine_support::feed(&brokers, &recs[1500..], 100);
-    let run = svc.run("failover-hosts", json!({})).await;
+    for n in prim {
+        let pid = hosts.host(n).main_pid(UNIT).expect("primary runs");
+        // SAFETY: kill(2) of an engine this test's stand-in started.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    let run = svc
+        .alert_run("failover-hosts", Duration::from_secs(120))
+        .await;
     assert_run_succeeded(&run, "failover-hosts");
+    assert_eq!(run["run"]["trigger"], "alert", "{run:#}");
     assert_eq!(outputs(&run, "start_standby")["count"], 2, "{run:#}");
     feeder.await.unwrap();
 
@@ -441,8 +515,9 @@ async fn cluster_failover_over_ssh_fences_two_primaries_starts_two_standbys_and_
             hosts
                 .host(n)
                 .systemctl_log()
-                .contains(&format!("stop {UNIT}")),
-            "{n} was fenced with systemctl stop"
+                .iter()
+                .any(|l| l.starts_with("show ")),
+            "{n}: the fence looked at the unit over ssh"
         );
     }
     for (n, p) in stand.iter().zip(&sports) {
