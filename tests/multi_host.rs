@@ -649,3 +649,44 @@ async fn emergency_stop_and_recovery_reach_every_host_and_scaling_adds_and_drain
     svc.stop().await;
     drop(broker);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_ssh_target_is_started_restarted_and_stopped_by_its_own_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let hosts = SshHosts::start(dir.path(), &["c1", "c2"]);
+    // A service with no HTTP health: a sleep, with its pid in the host's directory.
+    let pid = "$SLUICE_HOST_DIR/app.pid";
+    let section = hosts.section(&["c1", "c2"], "{role: app}", |_| {
+        "http://127.0.0.1:1".into()
+    });
+    let yaml = format!(
+        "targets:\n  app:\n    url: http://127.0.0.1:1\n    health: ''\n{section}      commands:\n        start: [sh, -c, 'setsid sleep 300 </dev/null >/dev/null 2>&1 & echo $! > {pid}']\n        stop: [sh, -c, 'kill $(cat {pid}) && rm -f {pid}']\n        status: [sh, -c, 'kill -0 $(cat {pid} 2>/dev/null) 2>/dev/null']\n"
+    );
+    let sv = support::services(support::config(&yaml), None);
+    let rb = support::runbook(
+        r#"
+name: app-cycle
+steps:
+  - id: start
+    process.start: {target: app, ready_timeout: 10s}
+  - id: restart
+    process.restart: {target: app, hosts: [c2], ready_timeout: 10s}
+  - id: status
+    process.status: {target: app}
+  - id: stop
+    process.stop: {target: app, hosts: {role: app}}
+  - id: after
+    process.status: {target: app}
+"#,
+    );
+    let out = support::run(&sv, &rb, &[]).await;
+    support::assert_succeeded(&out, "app-cycle");
+    assert_eq!(step(&out, "start")["count"], 2);
+    assert_eq!(step(&out, "restart")["order"], json!(["c2"]));
+    assert_eq!(step(&out, "status")["running"], 2);
+    assert_eq!(step(&out, "after")["running"], 0);
+    assert_eq!(step(&out, "stop")["hosts"]["c1"]["stopped"], true);
+    for h in ["c1", "c2"] {
+        assert!(!hosts.host(h).dir.join("app.pid").exists(), "{h} stopped");
+    }
+}
