@@ -8,9 +8,11 @@ mod kafka_steps;
 mod library;
 mod multi_host;
 mod notify_step;
+mod replay;
 mod run_store;
 mod service_ha;
 mod support;
+mod up;
 
 mod engine_admin;
 mod engine_delivery;

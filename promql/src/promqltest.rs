@@ -297,7 +297,9 @@ pub fn run_with(name: &str, script: &str, opts: Options) -> Result<usize, Vec<St
                 .flatten()
         });
         let res = if let Some(rest) = load_rest {
-            load(&storage, rest, &body, opts)
+            load(&storage, rest, &body, opts, 0)
+                .map(|_| ())
+                .map_err(|(l, e)| format!("line {l}: {e}"))
         } else if line == "clear" {
             storage.clear();
             Ok(())
@@ -322,13 +324,18 @@ fn is_command(line: &str) -> bool {
     line == "clear" || line.starts_with("load") || line.starts_with("eval")
 }
 
+/// Loads one `load <interval>` block whose first sample is at `base_ms`;
+/// returns the first and last sample times. An error names the body line
+/// it is about.
 fn load(
     storage: &MemStorage,
     interval: &str,
     body: &[(usize, &str)],
     opts: Options,
-) -> Result<(), String> {
-    let step = parse_time_ms(interval)?;
+    base_ms: i64,
+) -> Result<Option<(i64, i64)>, (usize, String)> {
+    let first = body.first().map_or(0, |(l, _)| *l);
+    let step = parse_time_ms(interval).map_err(|e| (first.saturating_sub(1), e))?;
     // A series defined twice in one block keeps its last definition, as in
     // Prometheus' loader (definitions are keyed by label set).
     let mut defs = Vec::new();
@@ -336,24 +343,104 @@ fn load(
         if opts.lenient && l.contains("{{") {
             continue;
         }
-        let (labels, values) = parse_series(l).map_err(|e| format!("line {lineno}: {e}"))?;
+        let (labels, values) = parse_series(l).map_err(|e| (*lineno, e))?;
         defs.retain(|(_, l, _)| *l != labels);
         defs.push((*lineno, labels, values));
     }
+    let mut range: Option<(i64, i64)> = None;
     for (lineno, labels, values) in &defs {
         for (k, v) in values.iter().enumerate() {
-            let t = k as i64 * step;
+            let t = base_ms + k as i64 * step;
+            if *v != SeriesValue::Missing {
+                range = Some(range.map_or((t, t), |(a, b)| (a.min(t), b.max(t))));
+            }
             let res = match v {
                 SeriesValue::Missing => Ok(()),
                 SeriesValue::Stale => storage.append(labels, t, STALE_NAN),
                 SeriesValue::Value(f) => storage.append(labels, t, *f),
             };
             if !opts.lenient {
-                res.map_err(|e| format!("line {lineno}: {e}"))?;
+                res.map_err(|e| (*lineno, e.to_string()))?;
             }
         }
     }
-    Ok(())
+    Ok(range)
+}
+
+/// A problem in a series file, at a 1-based line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadError {
+    pub line: usize,
+    pub message: String,
+}
+
+/// Loads a series file — one or more `load <interval>` blocks of a
+/// promqltest script, the notation of promtool's `input_series` — into
+/// `storage`, the first sample of every block at `base_ms`. `clear` and
+/// `eval` commands have no place in a series file and are errors.
+/// `keep(labels)` decides which series are loaded. Returns the first and
+/// last sample times.
+pub fn load_series_file(
+    storage: &MemStorage,
+    script: &str,
+    base_ms: i64,
+    keep: &dyn Fn(&Labels) -> bool,
+) -> Result<Option<(i64, i64)>, LoadError> {
+    let mut range: Option<(i64, i64)> = None;
+    let lines: Vec<&str> = script.lines().collect();
+    let mut i = 0;
+    while i < lines.len() {
+        let line = lines[i].trim();
+        let lineno = i + 1;
+        i += 1;
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let body_start = i;
+        while i < lines.len() {
+            let l = lines[i];
+            let t = l.trim();
+            if t.is_empty() || (!l.starts_with([' ', '\t']) && is_command(t)) {
+                break;
+            }
+            i += 1;
+        }
+        let Some(interval) = line.strip_prefix("load ") else {
+            return Err(LoadError {
+                line: lineno,
+                message: format!(
+                    "expected `load <interval>` followed by indented series lines, got {line:?}"
+                ),
+            });
+        };
+        let mut body: Vec<(usize, &str)> = Vec::new();
+        for (k, l) in lines.iter().enumerate().take(i).skip(body_start) {
+            let l = l.trim();
+            if l.is_empty() || l.starts_with('#') {
+                continue;
+            }
+            let (labels, _) = parse_series(l).map_err(|message| LoadError {
+                line: k + 1,
+                message,
+            })?;
+            if keep(&labels) {
+                body.push((k + 1, l));
+            }
+        }
+        match load(storage, interval, &body, Options::default(), base_ms) {
+            Ok(Some((a, b))) => {
+                range = Some(range.map_or((a, b), |(x, y)| (x.min(a), y.max(b))));
+            }
+            Ok(None) => {}
+            Err((line, message)) => {
+                return Err(LoadError {
+                    line: if line == 0 { lineno } else { line },
+                    message,
+                });
+            }
+        }
+    }
+    Ok(range)
 }
 
 fn parse_eval(

@@ -164,13 +164,13 @@ async fn process_steps_refuse_unsupervised_targets_and_missing_supervisors() {
     assert!(
         problems
             .iter()
-            .any(|p| p.contains("target `plain` has no `process:`")),
+            .any(|p| p.contains("target `plain` has no `process`, `ssh`, `systemd`, `compose` or `kubernetes` section: nothing manages it")),
         "{problems:?}"
     );
     assert!(
         problems
             .iter()
-            .any(|p| p.contains("unknown supervised target `nowhere`")),
+            .any(|p| p.contains("unknown target `nowhere`")),
         "{problems:?}"
     );
 

@@ -62,6 +62,18 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// The evaluation time of a group with `interval_ms` that follows `now_ms`:
+/// the first `k * interval + offset` strictly after it.
+pub fn next_eval(now_ms: i64, interval_ms: i64, eval_offset: Duration) -> i64 {
+    let interval = interval_ms.max(1);
+    let offset = eval_offset.as_millis() as i64 % interval;
+    let mut next = (now_ms - offset).div_euclid(interval) * interval + offset;
+    if next <= now_ms {
+        next += interval;
+    }
+    next
+}
+
 impl RuleManager {
     pub fn new(
         engine: Arc<dyn RuleQueryEngine>,
@@ -178,6 +190,19 @@ impl RuleManager {
             .collect()
     }
 
+    /// The installed groups, for a caller that drives evaluation on its own
+    /// clock (`sluice replay`) through [`RuleManager::eval_group`].
+    pub fn groups(&self) -> Vec<Arc<Mutex<Group>>> {
+        self.groups
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub fn options(&self) -> &RuleManagerOptions {
+        &self.opts
+    }
+
     /// Evaluates one group at `ts_ms`, publishes its events and saves its state.
     pub fn eval_group(&self, group: &Mutex<Group>, ts_ms: i64) -> GroupEvalReport {
         let mut g = group.lock().unwrap_or_else(|p| p.into_inner());
@@ -241,14 +266,9 @@ impl RuleManager {
         mut stop: watch::Receiver<bool>,
     ) {
         let interval = group.lock().unwrap_or_else(|p| p.into_inner()).interval_ms;
-        let offset = self.opts.eval_offset.as_millis() as i64 % interval;
         loop {
             let now = now_ms();
-            // Next tick: the first `k * interval + offset` after now.
-            let mut next = (now - offset).div_euclid(interval) * interval + offset;
-            if next <= now {
-                next += interval;
-            }
+            let next = next_eval(now, interval, self.opts.eval_offset);
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_millis((next - now) as u64)) => {}
                 _ = stop.wait_for(|s| *s) => return,

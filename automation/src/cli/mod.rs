@@ -7,12 +7,14 @@ use clap::{Parser, Subcommand};
 
 pub mod approve;
 pub mod plan;
+pub mod replay;
 pub mod rules;
 pub mod run;
 pub mod runs;
 pub mod schedule;
 pub mod schema;
 pub mod serve;
+pub mod test;
 pub mod up;
 pub mod validate;
 
@@ -55,6 +57,8 @@ pub enum Command {
     Approve(approve::ApproveArgs),
     /// Print the JSON Schema of runbook files (or, with `config`, of sluice.yaml).
     Schema(schema::SchemaArgs),
+    /// Run runbook tests (`runbooks/tests/*.yaml`): mocked steps, expected flow.
+    Test(test::TestArgs),
     /// Alert rule files: check them, or run promtool-format rule tests.
     #[command(subcommand)]
     Rules(RulesCommand),
@@ -66,6 +70,8 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// List schedules and their next fire times.
     Schedule(schedule::ScheduleArgs),
+    /// Replay alert rules and runbooks over recorded metrics: what would have fired and run.
+    Replay(replay::ReplayArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -102,9 +108,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Runs(args) => runs::run(args),
         Command::Approve(args) => approve::run(args),
         Command::Schema(args) => schema::run(args),
+        Command::Test(args) => test::run(args),
         Command::Rules(cmd) => rules::run(cmd),
         Command::Up(args) => up::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Schedule(args) => schedule::run(args),
+        Command::Replay(args) => replay::run(args),
     }
 }

@@ -5,11 +5,27 @@
 //! then starts the service (`sluice serve`) in this process with the shipped
 //! `runbooks/` and `alerts/` and a local SQLite store, prints where to look
 //! and an admin API token, and stops everything cleanly on Ctrl-C or SIGTERM.
-//! `--chaos` injects faults into the engine now and then so alerts fire and
-//! runbooks remediate them while you watch.
+//!
+//! Everything the generated configuration (`.sluice/sluice.yaml`) names is
+//! something this command started: Kafka cluster `main` is a loopback
+//! forwarder to the engine's embedded broker ([`kafka_forward`]), and the
+//! loopback notification channels (`oncall-slack`, `ops-email`) are built-in
+//! receivers ([`receivers`]) that keep every message in
+//! `.sluice/notifications.log`. The alert rules are evaluated from a demo copy
+//! in `.sluice/demo-rules/` with short `for:` durations, so an alert fires
+//! seconds after its fault. `--chaos` injects faults into the engine one after
+//! another ([`chaos`]) so alerts fire and runbooks remediate them while you
+//! watch; the terminal tells the story one line per event ([`story`]), the
+//! service's JSON log goes to `.sluice/sluice.log`.
+
+mod chaos;
+mod kafka_forward;
+mod receivers;
+mod story;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -23,6 +39,15 @@ const DEFAULT_ENGINE_CONFIG: &str = include_str!("../../../engine.example.yaml")
 
 /// The service configuration used when there is no ./sluice.yaml.
 const DEFAULT_SERVICE_CONFIG: &str = include_str!("../../../sluice.yaml");
+
+/// `for:` of the demo rules (longer ones are shortened to this).
+const DEMO_FOR: &str = "10s";
+/// Alerts whose `for:` the demo keeps: `memory-exhausted` restarts the engine
+/// on purpose, and `EngineDown` / `EngineClusterDown` would start a failover
+/// to a standby that `sluice up` does not run.
+const DEMO_KEEPS_FOR: &[&str] = &["EngineDown", "EngineClusterDown"];
+/// Scrape and rule evaluation interval of the demo.
+const DEMO_INTERVAL: &str = "2s";
 
 #[derive(Debug, clap::Args)]
 pub struct UpArgs {
@@ -47,13 +72,23 @@ pub struct UpArgs {
     /// Address of the service API (default: the configuration's `api.listen`).
     #[arg(long)]
     pub listen: Option<SocketAddr>,
-    /// Inject faults into the engine every `--chaos-every` (sink failures,
-    /// processing delay, memory pressure, in turn) so alerts fire and runbooks act.
+    /// Inject faults into the engine (sink failures, processing delay, memory
+    /// pressure, in turn): the first 15 s after start, each next one
+    /// `--chaos-every` after the previous fault's run ended.
     #[arg(long)]
     pub chaos: bool,
-    /// Time between chaos faults.
-    #[arg(long, default_value = "600s", value_parser = parse_secs)]
+    /// Pause between one chaos fault's run ending and the next fault.
+    #[arg(long, default_value = "20s", value_parser = parse_secs)]
     pub chaos_every: Duration,
+    /// Evaluate the alert rules with their own `for:` durations and the
+    /// configuration's intervals (default: a demo copy with 10 s `for:` and
+    /// 2 s scrape / evaluation).
+    #[arg(long)]
+    pub shipped_durations: bool,
+    /// Also print the service's JSON log on stderr (it is always written to
+    /// `<data-dir>/sluice.log`; setting RUST_LOG prints it too).
+    #[arg(long)]
+    pub log: bool,
 }
 
 fn parse_secs(s: &str) -> Result<Duration, String> {
@@ -69,10 +104,68 @@ pub fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     rt.block_on(up(args))
 }
 
+/// The service's log: JSON lines to `<dir>/sluice.log`, and to stderr with
+/// `--log` or RUST_LOG.
+fn init_logging(dir: &Path, echo: bool) -> anyhow::Result<PathBuf> {
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let filter = || {
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+            tracing_subscriber::EnvFilter::new("info,sqlx=warn,rdkafka=warn,hyper=warn")
+        })
+    };
+    let path = dir.join("sluice.log");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    let to_file = tracing_subscriber::fmt::layer()
+        .json()
+        .with_writer(std::sync::Mutex::new(file))
+        .with_filter(filter());
+    let echo = echo || std::env::var_os("RUST_LOG").is_some();
+    let to_stderr = echo.then(|| {
+        tracing_subscriber::fmt::layer()
+            .json()
+            .with_writer(std::io::stderr)
+            .with_filter(filter())
+    });
+    let _ = tracing_subscriber::registry()
+        .with(to_file)
+        .with(to_stderr)
+        .try_init();
+    Ok(path)
+}
+
+/// What `sluice up` started that the service configuration points at.
+struct Wiring {
+    engine_url: String,
+    engine_command: Vec<String>,
+    /// Kafka cluster `main` (and every other one when the engine runs embedded).
+    kafka: Option<KafkaWiring>,
+    /// Base URL of the Slack receiver (`…/slack/<channel>`).
+    slack: Option<String>,
+    /// Port of the SMTP receiver on 127.0.0.1.
+    smtp_port: Option<u16>,
+    /// Short demo durations: rules from this directory, 2 s intervals.
+    demo_rules: Option<PathBuf>,
+}
+
+enum KafkaWiring {
+    /// The engine's embedded broker, through the forwarder at this address:
+    /// every cluster points there.
+    Embedded(String),
+    /// The engine's own brokers: `main` when the configuration has none.
+    Brokers(String),
+}
+
 async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
-    crate::cli::serve::init_logging();
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating {}", args.data_dir.display()))?;
+    let service_log = init_logging(&args.data_dir, args.log)?;
+    let teller = Arc::new(story::Teller::new());
     let source = match &args.engine_config {
         Some(path) => {
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?
@@ -80,8 +173,9 @@ async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
         None => DEFAULT_ENGINE_CONFIG.to_string(),
     };
     let (config_text, listen) = engine_config(&source, args.engine_listen)?;
+    let embedded = engine_brokers(&config_text).is_none();
     let config_path = args.data_dir.join("engine.yaml");
-    std::fs::write(&config_path, config_text)
+    std::fs::write(&config_path, &config_text)
         .with_context(|| format!("writing {}", config_path.display()))?;
 
     let engine_bin = find_engine_bin(args.engine_bin.as_deref())?;
@@ -97,9 +191,35 @@ async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
         command.push("--enable-fault-injection".into());
     }
     let base = format!("http://{listen}");
+
+    // What the channels and Kafka cluster `main` point at, started first so
+    // the configuration is written once, with their addresses.
+    let notifications_log = args.data_dir.join("notifications.log");
+    let inbox = receivers::Inbox::new(Some(&notifications_log), teller.clone())?;
+    let slack = receivers::slack(inbox.clone()).await?;
+    let smtp = receivers::smtp(inbox.clone()).await?;
+    let forwarder = if embedded {
+        Some(kafka_forward::start(base.clone(), String::new()).await?)
+    } else {
+        None
+    };
+    let kafka = match (&forwarder, engine_brokers(&config_text)) {
+        (Some(f), _) => Some(KafkaWiring::Embedded(f.addr.to_string())),
+        (None, Some(b)) => Some(KafkaWiring::Brokers(b)),
+        (None, None) => None,
+    };
+    let demo_rules = (!args.shipped_durations).then(|| args.data_dir.join("demo-rules"));
+    let wiring = Wiring {
+        engine_url: base.clone(),
+        engine_command: command,
+        kafka,
+        slack: Some(format!("http://{}", slack.addr)),
+        smtp_port: Some(smtp.addr.port()),
+        demo_rules,
+    };
     // The engine is the service's `primary` target, supervised under that
     // name, so `process.*` steps (restart, scale) act on it.
-    let (service_config, token) = service_config(&args, &base, &command)?;
+    let (service_config, token) = service_config(&args, &wiring)?;
     let config = crate::config::Config::load(&service_config).map_err(|d| {
         anyhow::anyhow!(
             "generated configuration is invalid: {}",
@@ -119,12 +239,21 @@ async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
         .clone()
         .unwrap_or_else(|| args.data_dir.join("engine.log"));
 
+    println!("Starting the engine (log: {}) …", log_path.display());
     let supervisor = std::sync::Arc::new(Supervisor::new());
     supervisor.start(spec)?;
-    if let Err(err) = wait_healthy(&base, args.ready_timeout).await {
-        supervisor.stop_all().await;
-        bail!("{err:#} (engine log: {})", log_path.display());
-    }
+    let brokers = match wait_healthy(&base, args.ready_timeout).await {
+        Ok(()) if embedded => kafka_forward::wait_brokers(&base, args.ready_timeout).await,
+        Ok(()) => Ok(engine_brokers(&config_text).unwrap_or_default()),
+        Err(e) => Err(e),
+    };
+    let brokers = match brokers {
+        Ok(b) => b,
+        Err(err) => {
+            supervisor.stop_all().await;
+            bail!("{err:#} (engine log: {})", log_path.display());
+        }
+    };
 
     let handle = match crate::service::Service::start(crate::service::Options {
         config_path: service_config.clone(),
@@ -145,14 +274,38 @@ async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
     let api = format!("http://{}", handle.addr);
 
     println!("Sluice is up.");
+    println!("  console           {api}/");
     println!(
         "  service API       {api}/api/v1/   (runbooks, runs, alerts; OpenAPI {api}/api/openapi.json)"
     );
     println!("  service metrics   {api}/metrics");
     println!("  engine admin API  {base}/admin/   (health {base}/health, readiness {base}/ready)");
     println!("  engine metrics    {base}/metrics");
+    match &forwarder {
+        Some(f) => println!(
+            "  kafka main        {} (forwards to the engine's embedded broker, now {brokers})",
+            f.addr
+        ),
+        None => println!("  kafka main        {brokers}"),
+    }
+    println!(
+        "  notifications     Slack http://{}/slack/<channel>, SMTP 127.0.0.1:{}; kept in {}",
+        slack.addr,
+        smtp.addr.port(),
+        notifications_log.display()
+    );
     println!("  service config    {}", service_config.display());
-    println!("  engine log        {}", log_path.display());
+    if let Some(dir) = &wiring.demo_rules {
+        println!(
+            "  alert rules       demo copy in {} (`for:` {DEMO_FOR}; --shipped-durations for the shipped ones)",
+            dir.display()
+        );
+    }
+    println!(
+        "  logs              service {} (JSON; --log prints it), engine {}",
+        service_log.display(),
+        log_path.display()
+    );
     if let Some((file, _)) = &token {
         println!(
             "  admin token       in {} (curl -H \"Authorization: Bearer $(cat {})\" {api}/api/v1/runs)",
@@ -162,33 +315,121 @@ async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
     }
     if args.chaos {
         println!(
-            "  chaos             a fault every {}s; watch {api}/api/v1/alerts and {api}/api/v1/runs",
+            "  chaos             first fault in {}s, then one {}s after each fault's run ended",
+            chaos::FIRST.as_secs(),
             args.chaos_every.as_secs()
         );
-        tokio::spawn(chaos(
-            base.clone(),
-            args.chaos_every,
-            handle.service.shutdown_signal(),
-        ));
+        tokio::spawn(
+            chaos::Chaos {
+                svc: handle.service.clone(),
+                teller: teller.clone(),
+                engine: base.clone(),
+                api: api.clone(),
+                token: token.as_ref().map(|(_, t)| t.clone()),
+                every: args.chaos_every,
+            }
+            .run(handle.service.shutdown_signal()),
+        );
     }
-    println!("Press Ctrl-C to stop.");
+    println!("Press Ctrl-C to stop. What happens:");
+    tokio::spawn(story::watch(
+        handle.service.clone(),
+        teller.clone(),
+        handle.service.shutdown_signal(),
+    ));
 
     let svc = handle.service.clone();
     crate::cli::serve::serve_until_signal(&handle, &svc).await;
     println!("Stopping…");
     handle.shutdown().await;
     supervisor.stop_all().await;
+    drop((slack, smtp, forwarder));
     println!("Stopped.");
     Ok(ExitCode::Success)
 }
 
+/// The engine's brokers when they are not `embedded`.
+fn engine_brokers(config_json: &str) -> Option<String> {
+    let doc: serde_json::Value = serde_json::from_str(config_json).ok()?;
+    doc.pointer("/kafka/brokers")
+        .and_then(|b| b.as_str())
+        .filter(|b| !b.is_empty() && *b != "embedded")
+        .map(str::to_string)
+}
+
+/// Whether a URL or host names this machine's loopback (what a placeholder
+/// in the default configuration points at).
+fn is_loopback_host(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+fn is_loopback_url(url: &str) -> bool {
+    url::Url::parse(url)
+        .ok()
+        .and_then(|u| u.host_str().map(is_loopback_host))
+        .unwrap_or(false)
+}
+
+/// Points the loopback channels (and the `oncall-slack` / `ops-email` the
+/// shipped runbooks name, when missing) at the built-in receivers.
+fn wire_channels(obj: &mut serde_json::Map<String, serde_json::Value>, w: &Wiring) {
+    let channels = obj
+        .entry("channels")
+        .or_insert_with(|| serde_json::json!({}));
+    if !channels.is_object() {
+        *channels = serde_json::json!({});
+    }
+    let Some(channels) = channels.as_object_mut() else {
+        return;
+    };
+    if w.slack.is_some() {
+        channels
+            .entry("oncall-slack")
+            .or_insert_with(|| serde_json::json!({"slack": {"webhook_url": "http://127.0.0.1/"}}));
+    }
+    if w.smtp_port.is_some() {
+        channels.entry("ops-email").or_insert_with(|| {
+            serde_json::json!({"email": {"smtp": {"host": "127.0.0.1"}, "from": "sluice@localhost", "to": ["ops@localhost"]}})
+        });
+    }
+    for (name, ch) in channels.iter_mut() {
+        if let (Some(base), Some(s)) = (&w.slack, ch.get_mut("slack"))
+            && s.get("webhook_url")
+                .and_then(|u| u.as_str())
+                .is_some_and(is_loopback_url)
+        {
+            let short = name.strip_suffix("-slack").unwrap_or(name);
+            s["webhook_url"] = serde_json::json!(format!("{base}/slack/{short}"));
+        }
+        if let (Some(port), Some(e)) = (w.smtp_port, ch.get_mut("email"))
+            && let Some(smtp) = e.get_mut("smtp")
+            && smtp
+                .get("host")
+                .and_then(|h| h.as_str())
+                .is_some_and(is_loopback_host)
+        {
+            smtp["host"] = serde_json::json!("127.0.0.1");
+            smtp["port"] = serde_json::json!(port);
+            smtp["tls"] = serde_json::json!("none");
+            if let Some(m) = smtp.as_object_mut() {
+                m.remove("username");
+                m.remove("password");
+            }
+        }
+    }
+}
+
 /// Writes the service configuration `sluice up` runs with: the given one (or
-/// the built-in default) pointed at the engine just started, the runbook and
-/// rule paths made absolute, and an admin token when none is configured.
+/// the built-in default) pointed at what this command started (the engine,
+/// Kafka, the notification receivers), the runbook and rule paths made
+/// absolute, and an admin token when none is configured.
 fn service_config(
     args: &UpArgs,
-    engine_url: &str,
-    engine_command: &[String],
+    w: &Wiring,
 ) -> anyhow::Result<(PathBuf, Option<(PathBuf, String)>)> {
     let (text, dir) = match &args.config {
         Some(p) => (
@@ -230,6 +471,10 @@ fn service_config(
                 );
             }
         }
+        let list = match (key, &w.demo_rules) {
+            ("rules", Some(out)) => demo_rules(&list, out)?,
+            _ => list,
+        };
         obj.insert(key.into(), serde_json::json!(list));
     }
     // The engine this command started is the `primary` target.
@@ -241,13 +486,52 @@ fn service_config(
     let primary = targets
         .entry("primary")
         .or_insert_with(|| serde_json::json!({}));
-    primary["url"] = serde_json::json!(engine_url);
-    primary["process"] = serde_json::json!({"command": engine_command});
+    primary["url"] = serde_json::json!(w.engine_url);
+    primary["process"] = serde_json::json!({"command": w.engine_command});
+    match &w.kafka {
+        Some(KafkaWiring::Embedded(addr)) => {
+            let kafka = obj.entry("kafka").or_insert_with(|| serde_json::json!({}));
+            if !kafka.is_object() {
+                *kafka = serde_json::json!({});
+            }
+            if let Some(m) = kafka.as_object_mut() {
+                m.entry("main").or_insert_with(|| serde_json::json!({}));
+                for cluster in m.values_mut() {
+                    // The embedded broker is the only one there is.
+                    *cluster = serde_json::json!({"brokers": addr});
+                }
+            }
+        }
+        Some(KafkaWiring::Brokers(b)) => {
+            let kafka = obj.entry("kafka").or_insert_with(|| serde_json::json!({}));
+            if let Some(m) = kafka.as_object_mut() {
+                m.entry("main")
+                    .or_insert_with(|| serde_json::json!({"brokers": b}));
+            }
+        }
+        None => {}
+    }
+    wire_channels(obj, w);
     let metrics = obj
         .entry("metrics")
         .or_insert_with(|| serde_json::json!({"interval": "5s"}));
     if metrics.get("scrape").is_none() && metrics.get("prometheus_url").is_none() {
         metrics["scrape"] = serde_json::json!(["primary"]);
+    }
+    if w.demo_rules.is_some() {
+        metrics["interval"] = serde_json::json!(DEMO_INTERVAL);
+        let alerting = obj
+            .entry("alerting")
+            .or_insert_with(|| serde_json::json!({}));
+        alerting["evaluation_interval"] = serde_json::json!(DEMO_INTERVAL);
+        if alerting.get("route").is_none() {
+            alerting["route"] = serde_json::json!({
+                "receiver": "oncall-slack",
+                "group_by": ["alertname"],
+                "group_wait": "2s",
+                "group_interval": "5s",
+            });
+        }
     }
     let service = obj
         .entry("service")
@@ -283,6 +567,106 @@ fn service_config(
     Ok((out, token))
 }
 
+/// Copies the rule files under `paths` into `out` (emptied first) with
+/// short `for:` durations; returns `[out]`. Other files (rule tests) are
+/// left out: the service does not run them.
+fn demo_rules(paths: &[String], out: &Path) -> anyhow::Result<Vec<String>> {
+    if out.exists() {
+        std::fs::remove_dir_all(out).with_context(|| format!("clearing {}", out.display()))?;
+    }
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let mut files = Vec::new();
+    for p in paths {
+        collect_yaml(Path::new(p), 0, &mut files);
+    }
+    let mut n = 0;
+    for f in files {
+        let Ok(text) = std::fs::read_to_string(&f) else {
+            continue;
+        };
+        if !text.lines().any(|l| l.starts_with("groups:")) {
+            continue;
+        }
+        n += 1;
+        let name = f
+            .file_name()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let dest = out.join(format!("{n:02}-{name}"));
+        std::fs::write(&dest, demo_durations(&text))
+            .with_context(|| format!("writing {}", dest.display()))?;
+    }
+    let abs = std::fs::canonicalize(out).unwrap_or_else(|_| out.to_path_buf());
+    Ok(vec![abs.display().to_string()])
+}
+
+fn collect_yaml(p: &Path, depth: usize, out: &mut Vec<PathBuf>) {
+    if p.is_file() {
+        if p.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+            out.push(p.to_path_buf());
+        }
+        return;
+    }
+    if depth > 8 {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(p) else {
+        return;
+    };
+    let mut entries: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    entries.sort();
+    for e in entries {
+        collect_yaml(&e, depth + 1, out);
+    }
+}
+
+/// A rule file with every `for:` longer than [`DEMO_FOR`] shortened to it
+/// (except [`DEMO_KEEPS_FOR`]) and group `interval:`s to [`DEMO_INTERVAL`];
+/// expressions, labels and annotations unchanged.
+fn demo_durations(text: &str) -> String {
+    let short = DEMO_FOR
+        .parse::<crate::duration::Duration>()
+        .map(|d| d.std());
+    let mut alert = String::new();
+    let mut out: Vec<String> = text
+        .lines()
+        .map(|line| {
+            let t = line.trim_start();
+            let indent = &line[..line.len() - t.len()];
+            if let Some(name) = t
+                .strip_prefix("- alert:")
+                .or_else(|| t.strip_prefix("alert:"))
+            {
+                alert = name.trim().trim_matches(['"', '\'']).to_string();
+            }
+            let value = |key: &str| {
+                t.strip_prefix(key)
+                    .map(|v| {
+                        v.split('#')
+                            .next()
+                            .unwrap_or("")
+                            .trim()
+                            .trim_matches(['"', '\''])
+                    })
+                    .and_then(|v| v.parse::<crate::duration::Duration>().ok())
+                    .map(|d| d.std())
+            };
+            match (value("for:"), &short) {
+                (Some(d), Ok(s)) if d > *s && !DEMO_KEEPS_FOR.contains(&alert.as_str()) => {
+                    return format!("{indent}for: {DEMO_FOR}");
+                }
+                _ => {}
+            }
+            if value("interval:").is_some() {
+                return format!("{indent}interval: {DEMO_INTERVAL}");
+            }
+            line.to_string()
+        })
+        .collect();
+    out.push(String::new());
+    out.join("\n")
+}
+
 /// Writes a file only the owner can read (it may hold tokens).
 fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
     use std::io::Write as _;
@@ -296,52 +680,6 @@ fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
         .with_context(|| format!("writing {}", path.display()))?;
     f.write_all(text.as_bytes())?;
     Ok(())
-}
-
-/// Injects one fault after another into the engine, each for a while.
-async fn chaos(engine: String, every: Duration, mut stop: tokio::sync::watch::Receiver<bool>) {
-    let Ok(client) = crate::http_client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-    else {
-        return;
-    };
-    let faults = [
-        (
-            "sink failures (the circuit breaker opens)",
-            serde_json::json!({"sink_failure_rate": 1.0}),
-            Duration::from_secs(150),
-        ),
-        (
-            "processing delay (latency rises)",
-            serde_json::json!({"processing_delay_ms": 50.0}),
-            Duration::from_secs(420),
-        ),
-        (
-            "memory pressure (utilization above 95%)",
-            serde_json::json!({"memory_ballast_mb": 1000}),
-            Duration::from_secs(200),
-        ),
-    ];
-    let url = format!("{engine}/admin/fault-injection");
-    for (what, body, lasts) in faults.iter().cycle() {
-        tokio::select! {
-            _ = tokio::time::sleep(every) => {}
-            _ = crate::service::until_stopped(&mut stop) => return,
-        }
-        tracing::warn!(
-            fault = *what,
-            seconds = lasts.as_secs(),
-            "Chaos: injecting a fault."
-        );
-        let _ = client.post(&url).json(body).send().await;
-        tokio::select! {
-            _ = tokio::time::sleep(*lasts) => {}
-            _ = crate::service::until_stopped(&mut stop) => {}
-        }
-        tracing::info!(fault = *what, "Chaos: fault cleared.");
-        let _ = client.delete(&url).send().await;
-    }
 }
 
 /// Applies command-line overrides to the engine configuration and returns it
@@ -455,7 +793,15 @@ mod tests {
             "--config".to_string(),
             "e.yaml".to_string(),
         ];
-        let (path, token) = service_config(&args, "http://127.0.0.1:18080", &cmd).unwrap();
+        let wiring = |cmd: &[String]| Wiring {
+            engine_url: "http://127.0.0.1:18080".into(),
+            engine_command: cmd.to_vec(),
+            kafka: None,
+            slack: None,
+            smtp_port: None,
+            demo_rules: None,
+        };
+        let (path, token) = service_config(&args, &wiring(&cmd)).unwrap();
         let written = Config::load(&path).unwrap();
         assert_eq!(
             written.targets["primary"].url.to_string(),
@@ -482,12 +828,12 @@ mod tests {
             written.targets["primary"].process.as_ref().unwrap().command,
             cmd
         );
-        let (_, again) = service_config(&args, "http://127.0.0.1:18080", &cmd).unwrap();
+        let (_, again) = service_config(&args, &wiring(&cmd)).unwrap();
         assert_eq!(again.unwrap().1, value);
     }
 
     impl UpArgs {
-        fn parse_from_for_test(config: &Path, data: &Path) -> UpArgs {
+        pub(super) fn parse_from_for_test(config: &Path, data: &Path) -> UpArgs {
             use clap::Parser as _;
             #[derive(clap::Parser)]
             struct Wrap {
@@ -508,5 +854,125 @@ mod tests {
     #[test]
     fn a_non_mapping_configuration_is_refused() {
         assert!(engine_config("- a\n- b\n", None).is_err());
+    }
+}
+
+#[cfg(test)]
+mod wiring_tests {
+    use super::*;
+    use crate::config::{Channel, Config};
+
+    #[test]
+    fn demo_rules_shorten_for_and_intervals_but_keep_engine_down() {
+        let text = "groups:\n  - name: g\n    interval: 30s\n    rules:\n      - alert: A\n        expr: x > 1\n        for: 5m\n      - alert: EngineDown\n        expr: up == 0\n        for: 1m\n      - alert: B\n        expr: y\n        for: 2s\n        annotations: {runbook: \"for: 1h\"}\n";
+        let out = demo_durations(text);
+        assert!(out.contains("    interval: 2s\n"), "{out}");
+        assert!(
+            out.contains("      - alert: A\n        expr: x > 1\n        for: 10s\n"),
+            "{out}"
+        );
+        assert!(out.contains("for: 1m"), "{out}");
+        assert!(out.contains("for: 2s"), "{out}");
+        assert!(out.contains("expr: up == 0"), "{out}");
+        // The shipped rules still parse after the edit.
+        let shipped = include_str!("../../../alerts/sluice.yaml");
+        let demo = demo_durations(shipped);
+        crate::rules::parse_rule_file(Path::new("demo.yaml"), &demo).unwrap();
+        for long in ["for: 2m", "for: 3m", "for: 5m", "for: 10m", "for: 15m"] {
+            assert!(!demo.contains(long), "{long} in {demo}");
+        }
+        assert!(demo.contains("for: 10s"), "{demo}");
+    }
+
+    #[test]
+    fn the_built_in_default_is_pointed_at_what_up_started() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("rb")).unwrap();
+        std::fs::create_dir_all(dir.path().join("al/tests")).unwrap();
+        std::fs::write(
+            dir.path().join("al/r.yaml"),
+            "groups:\n  - name: g\n    rules:\n      - alert: A\n        expr: vector(1)\n        for: 5m\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("al/tests/t.yaml"),
+            "rule_files: [../r.yaml]\ntests: []\n",
+        )
+        .unwrap();
+        let shipped = include_str!("../../../sluice.yaml").replace(
+            "kafka:\n",
+            "runbooks: [rb]\nrules: [al]\nkafka:\n  other: {brokers: 'k:9092'}\n",
+        );
+        let cfg = dir.path().join("sluice.yaml");
+        std::fs::write(&cfg, shipped).unwrap();
+        let data = dir.path().join("data");
+        std::fs::create_dir_all(&data).unwrap();
+        let args = UpArgs::parse_from_for_test(&cfg, &data);
+        let w = Wiring {
+            engine_url: "http://127.0.0.1:18080".into(),
+            engine_command: vec!["/bin/engine".into()],
+            kafka: Some(KafkaWiring::Embedded("127.0.0.1:19092".into())),
+            slack: Some("http://127.0.0.1:19099".into()),
+            smtp_port: Some(12525),
+            demo_rules: Some(data.join("demo-rules")),
+        };
+        let (path, _) = service_config(&args, &w).unwrap();
+        let c = Config::load(&path).unwrap();
+        for (name, k) in &c.kafka {
+            assert_eq!(k.brokers, "127.0.0.1:19092", "{name}");
+        }
+        match &c.channels["oncall-slack"] {
+            Channel::Slack(s) => {
+                assert_eq!(
+                    s.webhook_url.expose(),
+                    "http://127.0.0.1:19099/slack/oncall"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+        match &c.channels["ops-email"] {
+            Channel::Email(e) => {
+                assert_eq!(
+                    (e.smtp.host.as_str(), e.smtp.port),
+                    ("127.0.0.1", Some(12525))
+                );
+                assert_eq!(e.smtp.tls, crate::config::SmtpTls::None);
+            }
+            other => panic!("{other:?}"),
+        }
+        // The demo copy of the rules: only rule files, `for:` shortened.
+        assert_eq!(
+            c.rules,
+            vec![std::fs::canonicalize(data.join("demo-rules")).unwrap()]
+        );
+        let files: Vec<_> = std::fs::read_dir(data.join("demo-rules"))
+            .unwrap()
+            .collect();
+        assert_eq!(files.len(), 1);
+        let demo = std::fs::read_to_string(data.join("demo-rules/01-r.yaml")).unwrap();
+        assert!(demo.contains("for: 10s"), "{demo}");
+    }
+
+    #[test]
+    fn a_real_slack_channel_is_left_alone() {
+        let mut obj = serde_json::json!({"channels": {"team": {"slack": {"webhook_url": "https://hooks.slack.com/services/x"}}}});
+        let w = Wiring {
+            engine_url: String::new(),
+            engine_command: vec![],
+            kafka: None,
+            slack: Some("http://127.0.0.1:1".into()),
+            smtp_port: Some(2),
+            demo_rules: None,
+        };
+        wire_channels(obj.as_object_mut().unwrap(), &w);
+        assert_eq!(
+            obj["channels"]["team"]["slack"]["webhook_url"],
+            "https://hooks.slack.com/services/x"
+        );
+        assert_eq!(
+            obj["channels"]["oncall-slack"]["slack"]["webhook_url"],
+            "http://127.0.0.1:1/slack/oncall"
+        );
+        assert_eq!(obj["channels"]["ops-email"]["email"]["smtp"]["port"], 2);
     }
 }

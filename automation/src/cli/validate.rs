@@ -18,6 +18,8 @@ pub enum FileKind {
     Rules,
     /// promtool-format rule tests (run by `sluice rules test`, not checked here).
     RuleTests,
+    /// `sluice test` files: `runbook:` and `cases:`.
+    RunbookTests,
     Runbook,
 }
 
@@ -61,6 +63,9 @@ pub fn classify(path: &Path, text: &str) -> FileKind {
         }
         if node.get("rule_files").is_some() && node.get("tests").is_some() {
             return FileKind::RuleTests;
+        }
+        if node.get("runbook").is_some() && node.get("cases").is_some() {
+            return FileKind::RunbookTests;
         }
     }
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
@@ -162,7 +167,7 @@ pub fn check_and_lint(
     }
     for (path, text) in &sources {
         match kinds[path] {
-            FileKind::Config | FileKind::Rules | FileKind::RuleTests => {}
+            FileKind::Config | FileKind::Rules | FileKind::RuleTests | FileKind::RunbookTests => {}
             FileKind::Runbook => {
                 let known = Known {
                     config: config.as_ref(),

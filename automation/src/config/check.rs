@@ -30,6 +30,37 @@ impl Config {
         for (name, t) in &self.targets {
             t.check(name, at(&["targets", name]), &mut p);
         }
+        for (name, ch) in &self.channels {
+            match ch {
+                crate::config::Channel::Webhook(w)
+                    if w.secret.as_ref().is_some_and(|s| s.expose().len() < 16) =>
+                {
+                    p.push(DeError::new(
+                        at(&["channels", name, "webhook", "secret"]),
+                        format!("channel `{name}`: the signing secret is shorter than 16 characters; use a long random value"),
+                    ));
+                }
+                crate::config::Channel::Pagerduty(pd) => {
+                    if pd.routing_key.expose().trim().is_empty() {
+                        p.push(DeError::new(
+                            at(&["channels", name, "pagerduty", "routing_key"]),
+                            format!("channel `{name}`: `routing_key` is empty"),
+                        ));
+                    }
+                    if !crate::notify::pagerduty::SEVERITIES.contains(&pd.severity.as_str()) {
+                        p.push(DeError::new(
+                            at(&["channels", name, "pagerduty", "severity"]),
+                            format!(
+                                "channel `{name}`: severity `{}` is not one of {}",
+                                pd.severity,
+                                crate::notify::pagerduty::SEVERITIES.join(", ")
+                            ),
+                        ));
+                    }
+                }
+                _ => {}
+            }
+        }
         let a = &self.alerting;
         for (name, channels) in &a.receivers {
             if self.channels.contains_key(name) {

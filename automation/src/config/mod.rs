@@ -15,11 +15,16 @@ use crate::duration::Duration;
 use crate::secret::{Redactor, Secret};
 use crate::yaml::{self, DeError, Node, Pos};
 
+mod channel;
 mod check;
 pub mod schema;
 mod service;
 mod target;
 
+pub use channel::{
+    Channel, EmailChannel, PagerDutyChannel, SlackChannel, Smtp, SmtpTls, TeamsChannel,
+    WebhookChannel,
+};
 pub use service::{
     Alerting, HookAuthConfig, InhibitConfig, MaintenanceWindow, RouteConfig, ServiceSettings,
     SilenceConfig,
@@ -214,57 +219,6 @@ fn default_scrape_interval() -> Duration {
     Duration::from_secs(15)
 }
 
-/// A notification channel.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "snake_case")]
-pub enum Channel {
-    /// Slack incoming webhook.
-    Slack(SlackChannel),
-    /// Email over SMTP.
-    Email(EmailChannel),
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SlackChannel {
-    /// The incoming-webhook URL (a secret: it authorises posting).
-    pub webhook_url: Secret,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EmailChannel {
-    pub smtp: Smtp,
-    /// Sender address.
-    pub from: String,
-    /// Recipients.
-    pub to: Vec<String>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Smtp {
-    pub host: String,
-    #[serde(default)]
-    pub port: Option<u16>,
-    /// `starttls` (default), `tls` (implicit TLS) or `none` (loopback/testing only).
-    #[serde(default)]
-    pub tls: SmtpTls,
-    #[serde(default)]
-    pub username: Option<String>,
-    #[serde(default)]
-    pub password: Option<Secret>,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SmtpTls {
-    #[default]
-    Starttls,
-    Tls,
-    None,
-}
-
 /// An absolute `http://` or `https://` URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpUrl(pub url::Url);
@@ -400,10 +354,7 @@ impl Config {
         );
         secrets.extend(self.kafka.values().flat_map(|k| k.properties.values()));
         for ch in self.channels.values() {
-            match ch {
-                Channel::Slack(s) => secrets.push(&s.webhook_url),
-                Channel::Email(e) => secrets.extend(e.smtp.password.as_ref()),
-            }
+            secrets.extend(ch.secrets());
         }
         secrets.extend(self.store.as_ref());
         secrets.extend(self.api.tokens.iter().map(|t| &t.token));

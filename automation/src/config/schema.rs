@@ -134,6 +134,40 @@ pub fn target_schema() -> J {
     t
 }
 
+/// One channel: exactly one kind.
+pub fn channel_schema() -> J {
+    let kind = |name: &str, body: J| json!({"type": "object", "additionalProperties": false, "required": [name], "properties": {name: body}});
+    json!({
+        "description": "A notification channel: `slack`, `email`, `webhook`, `pagerduty` or `teams` (docs/notifications.md).",
+        "oneOf": [
+            kind("slack", object(&["webhook_url"], json!({"webhook_url": s("Incoming-webhook URL (a secret).")}))),
+            kind("email", object(&["smtp", "from", "to"], json!({
+                "smtp": object(&["host"], json!({
+                    "host": s("SMTP server."),
+                    "port": {"type": "integer"},
+                    "tls": {"enum": ["starttls", "tls", "none"], "default": "starttls"},
+                    "username": s("Login."),
+                    "password": s("Password (a secret).")
+                })),
+                "from": s("Sender address."),
+                "to": {"type": "array", "items": {"type": "string"}, "minItems": 1}
+            }))),
+            kind("webhook", object(&["url"], json!({
+                "url": s("Where the signed JSON is POSTed."),
+                "secret": {"type": "string", "minLength": 16, "description": "HMAC-SHA256 signing secret."},
+                "headers": {"type": "object", "additionalProperties": {"type": "string"}, "description": "Extra headers (secrets)."}
+            }))),
+            kind("pagerduty", object(&["routing_key"], json!({
+                "routing_key": s("Events API v2 integration key (a secret)."),
+                "url": {"type": "string", "default": "https://events.pagerduty.com/v2/enqueue"},
+                "severity": {"enum": ["critical", "error", "warning", "info"], "default": "error"},
+                "source": {"type": "string", "default": "sluice"}
+            }))),
+            kind("teams", object(&["webhook_url"], json!({"webhook_url": s("Teams Workflows webhook URL (a secret).")})))
+        ]
+    })
+}
+
 /// The whole file.
 pub fn config_schema() -> J {
     let section = |d: &str| json!({"description": d});
@@ -148,7 +182,7 @@ pub fn config_schema() -> J {
             "metrics": section("Scrape targets and interval, or a remote Prometheus (docs/service.md)."),
             "rules": {"type": "array", "items": {"type": "string"}, "description": "Alert rule files or directories."},
             "runbooks": {"type": "array", "items": {"type": "string"}, "description": "Runbook files or directories."},
-            "channels": section("Notification channels by name: `slack` or `email` (docs/service.md)."),
+            "channels": {"type": "object", "additionalProperties": channel_schema(), "description": "Notification channels by name."},
             "store": s("Run history: `sqlite://path` or `postgres://…`."),
             "api": section("`listen` and `tokens` with roles."),
             "env": {"type": "array", "items": {"type": "string"}, "description": "Environment variables templates may read."},

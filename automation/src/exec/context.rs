@@ -78,6 +78,8 @@ pub struct Services {
     pub external_url: Option<String>,
     /// PromQL over the service's own metrics (used when no Prometheus is configured).
     pub local_query: Option<Arc<dyn InstantQuery>>,
+    /// Set for `sluice test`: steps are answered by mocks, notifications recorded.
+    pub rehearsal: Option<Arc<super::rehearsal::Rehearsal>>,
     /// Supervisor of local engine processes (`process.*` steps); `None` where
     /// nothing is supervised (`sluice run`), and those steps then fail.
     pub supervisor: Option<Arc<crate::process::Supervisor>>,
@@ -98,6 +100,7 @@ impl Services {
             external_url: None,
             local_query: None,
             supervisor: None,
+            rehearsal: None,
         })
     }
 

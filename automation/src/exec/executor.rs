@@ -694,9 +694,30 @@ async fn run_step(
         log: &log,
     };
     let limit = step.timeout.map(|d| d.std());
+    // A rehearsal answers leaf steps from its mocks and does not wait out backoffs.
+    let rehearsal = services.rehearsal.as_ref().filter(|_| !step.kind.nests);
+    let retry = match (rehearsal, &step.retry) {
+        (Some(_), Some(r)) => Some(crate::runbook::model::Retry {
+            backoff: crate::duration::Duration::from_millis(0),
+            max_backoff: crate::duration::Duration::from_millis(0),
+            ..r.clone()
+        }),
+        (_, r) => r.clone(),
+    };
     let (result, attempts) = with_retry(
-        step.retry.as_ref(),
-        |_| with_timeout(limit, action.run(&cx)),
+        retry.as_ref(),
+        |n| {
+            let run: BoxFuture<'_, super::steps::StepResult> = match rehearsal {
+                Some(r) => Box::pin(std::future::ready(r.answer(
+                    &path,
+                    step.kind.name,
+                    n,
+                    &inputs,
+                ))),
+                None => action.run(&cx),
+            };
+            with_timeout(limit, run)
+        },
         |n, e, delay| {
             cx.log(format!(
                 "attempt {n} failed ({:?}): {e}; retrying in {}",

@@ -1,7 +1,9 @@
 //! Running runbooks: the executor, what steps see while running, the stages
-//! wrapped around every step, and the step kinds.
+//! wrapped around every step, the step kinds, and rehearsals (runs whose
+//! steps are mocked, for `sluice test`).
 
 pub mod context;
 pub mod executor;
+pub mod rehearsal;
 pub mod stage;
 pub mod steps;

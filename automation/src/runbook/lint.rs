@@ -2,12 +2,16 @@
 //! them as warnings; `sluice validate --strict` fails on them (for CI).
 //!
 //! - a remote command (`ssh` step) without a step or runbook `timeout`;
+//! - a destructive step (`process.stop`, `process.scale`, `restore`,
+//!   `cleanup`, `kafka.reset_offsets`) in a runbook an alert or a webhook
+//!   starts, with neither an `approval` before it nor a `cooldown`/`max_runs`
+//!   guard (a schedule fires at a bounded rate; a manual run has a person);
 //! - a fence — `process.stop` of one target followed by `process.start` of
 //!   another, as in a failover — whose failure either ends the run before the
 //!   takeover (no `continue_on_error`) or is never looked at afterwards (no
 //!   later `if`/template reads `steps.<id>.status` or `.error`).
 
-use super::model::{Runbook, Step};
+use super::model::{Runbook, Step, Trigger};
 use crate::yaml::DeError;
 
 fn target_of(s: &Step) -> Option<&str> {
@@ -27,10 +31,40 @@ fn outcome_read(steps: &[&Step], index: usize, id: &str) -> bool {
     })
 }
 
+/// Kinds that destroy or stop something.
+pub const DESTRUCTIVE: &[&str] = &[
+    "process.stop",
+    "process.scale",
+    "restore",
+    "cleanup",
+    "kafka.reset_offsets",
+];
+
 /// Every lint of `rb`, each at the step it is about.
 pub fn lint(rb: &Runbook) -> Vec<DeError> {
     let mut out = Vec::new();
     let steps = rb.all_steps();
+    let automatic = rb
+        .triggers
+        .iter()
+        .any(|t| matches!(t.value, Trigger::Alert { .. } | Trigger::Webhook { .. }));
+    let guarded = rb.guards.cooldown.is_some() || rb.guards.max_runs.is_some();
+    if automatic && !guarded {
+        let mut approved = false;
+        for s in &steps {
+            if s.kind.name == "approval" {
+                approved = true;
+            } else if DESTRUCTIVE.contains(&s.kind.name) && !approved {
+                out.push(DeError::new(
+                    s.kind_pos,
+                    format!(
+                        "lint: `{}` ({}) runs on an alert or webhook with no `approval` before it and no `cooldown`/`max_runs` guard: a flapping alert would repeat it",
+                        s.id.value, s.kind.name
+                    ),
+                ));
+            }
+        }
+    }
     for (i, s) in steps.iter().enumerate() {
         let id = s.id.value.to_string();
         if s.kind.name == "ssh" && s.timeout.is_none() && rb.timeout.is_none() {
@@ -101,6 +135,25 @@ mod tests {
         let same =
             "name: f\nsteps:\n  - process.stop: {target: a}\n  - process.start: {target: a}\n";
         assert!(lints(same).is_empty());
+    }
+
+    #[test]
+    fn destructive_steps_started_by_alerts_need_an_approval_or_a_guard() {
+        let y = "name: d\ntriggers:\n  - alert: DiskFilling\nsteps:\n  - id: wipe\n    cleanup: {root: /var/tmp/x, older_than: 1d}\n";
+        let l = lints(y);
+        assert!(
+            l[0].starts_with("6:5: lint: `wipe` (cleanup) runs on an alert"),
+            "{l:?}"
+        );
+        let guarded = y.replace("steps:", "guards: {cooldown: 1h}\nsteps:");
+        assert!(lints(&guarded).is_empty());
+        let asked = y.replace(
+            "steps:\n",
+            "steps:\n  - id: ok\n    approval: {message: wipe?}\n",
+        );
+        assert!(lints(&asked).is_empty(), "{:?}", lints(&asked));
+        let scheduled = y.replace("alert: DiskFilling", "schedule: '0 3 * * *'");
+        assert!(lints(&scheduled).is_empty());
     }
 
     #[test]

@@ -6,6 +6,7 @@ pub mod model;
 pub mod params;
 pub mod schema;
 pub mod template;
+pub mod unittest;
 pub mod validate;
 
 use std::path::Path;

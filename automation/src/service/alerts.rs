@@ -86,10 +86,25 @@ pub fn on_event(svc: &Arc<Service>, ev: AlertEvent) {
     trigger(svc, &ev);
 }
 
-/// Starts the runbooks whose alert triggers match `ev`.
-pub fn trigger(svc: &Arc<Service>, ev: &AlertEvent) {
-    let triggers = svc.library_read().alert_triggers(&ev.name).to_vec();
-    for t in triggers {
+/// What the alert triggers make of one event, before the guards.
+#[derive(Debug, Clone)]
+pub enum TriggerStart {
+    /// A maintenance window suppresses automatic runs for the alert.
+    Maintenance { runbook: String, window: String },
+    /// A guarded start to submit (its `scope` is set).
+    Submit(Submission),
+}
+
+/// The starts `ev` asks for: the runbooks whose `alert:` triggers match it
+/// (labels and matchers, `on_resolved`), with their guard scope, at `now`.
+pub fn trigger_starts(
+    library: &super::library::Library,
+    windows: &super::maintenance::Windows,
+    ev: &AlertEvent,
+    now: DateTime<Utc>,
+) -> Vec<TriggerStart> {
+    let mut out = Vec::new();
+    for t in library.alert_triggers(&ev.name) {
         let wanted = match ev.kind {
             AlertEventKind::Firing => true,
             AlertEventKind::Resolved => t.on_resolved,
@@ -99,12 +114,12 @@ pub fn trigger(svc: &Arc<Service>, ev: &AlertEvent) {
         }
         let name = t.runbook.name().to_string();
         if ev.kind == AlertEventKind::Firing
-            && let Some(w) = svc.windows.suppresses_runs(&ev.labels, svc.clock.now())
+            && let Some(w) = windows.suppresses_runs(&ev.labels, now)
         {
-            debug!(runbook = %name, window = w, alert = %ev.name, "Maintenance window: not starting.");
-            svc.metrics
-                .trigger_decisions
-                .inc(&[&name, Decision::Maintenance.as_str()]);
+            out.push(TriggerStart::Maintenance {
+                runbook: name,
+                window: w.to_string(),
+            });
             continue;
         }
         let alert = alert_json(ev);
@@ -112,7 +127,7 @@ pub fn trigger(svc: &Arc<Service>, ev: &AlertEvent) {
         if ev.kind == AlertEventKind::Resolved {
             scope.push_str("#resolved");
         }
-        let sub = Submission {
+        out.push(TriggerStart::Submit(Submission {
             runbook: t.runbook.clone(),
             params: Default::default(),
             trigger: "alert".into(),
@@ -123,7 +138,26 @@ pub fn trigger(svc: &Arc<Service>, ev: &AlertEvent) {
             scope: Some(scope),
             fingerprint: Some(ev.fingerprint.clone()),
             claim: None,
+        }));
+    }
+    out
+}
+
+/// Starts the runbooks whose alert triggers match `ev`.
+pub fn trigger(svc: &Arc<Service>, ev: &AlertEvent) {
+    let starts = trigger_starts(&svc.library_read(), &svc.windows, ev, svc.clock.now());
+    for start in starts {
+        let sub = match start {
+            TriggerStart::Maintenance { runbook, window } => {
+                debug!(runbook = %runbook, window = %window, alert = %ev.name, "Maintenance window: not starting.");
+                svc.metrics
+                    .trigger_decisions
+                    .inc(&[&runbook, Decision::Maintenance.as_str()]);
+                continue;
+            }
+            TriggerStart::Submit(sub) => sub,
         };
+        let name = sub.runbook.name().to_string();
         let runner = svc.runner.clone();
         tokio::spawn(async move {
             let out = runner.submit(sub).await;
@@ -185,9 +219,21 @@ fn resend_once(svc: &Arc<Service>) {
 
 /// Current firing alerts of the internal rules as events.
 pub fn firing_events(svc: &Service) -> Vec<AlertEvent> {
-    let external = &svc.config.alerting.external_labels;
-    svc.rules
-        .alerts()
+    firing_events_of(
+        svc.rules.alerts(),
+        &svc.config.alerting.external_labels,
+        Utc::now().timestamp_millis(),
+    )
+}
+
+/// The firing ones of `alerts` (group name, alert) as events at `at_ms`,
+/// with the `external` labels: what the periodic re-send considers.
+pub fn firing_events_of(
+    alerts: Vec<(String, crate::alert::Alert)>,
+    external: &crate::alert::LabelSet,
+    at_ms: i64,
+) -> Vec<AlertEvent> {
+    alerts
         .into_iter()
         .filter(|(_, a)| a.state == AlertState::Firing)
         .map(|(group, a)| {
@@ -202,7 +248,7 @@ pub fn firing_events(svc: &Service) -> Vec<AlertEvent> {
                 value: Some(a.value),
                 since_ms: a.active_at_ms,
                 ended_ms: None,
-                at_ms: Utc::now().timestamp_millis(),
+                at_ms,
                 generator_url: None,
                 source: AlertSource::Rule {
                     file: String::new(),
@@ -213,12 +259,15 @@ pub fn firing_events(svc: &Service) -> Vec<AlertEvent> {
         .collect()
 }
 
-/// Every minute, firing alerts are considered again (see the module doc).
+/// How often firing alerts are considered again (see the module doc).
+pub const RESEND_EVERY: StdDuration = StdDuration::from_secs(60);
+
+/// Every [`RESEND_EVERY`], firing alerts are considered again (see the module doc).
 pub async fn resend(svc: Arc<Service>) {
     let mut stop = svc.shutdown_signal();
     loop {
         tokio::select! {
-            _ = tokio::time::sleep(StdDuration::from_secs(60)) => {}
+            _ = tokio::time::sleep(RESEND_EVERY) => {}
             _ = stop.wait_for(|s| *s) => return,
         }
         resend_once(&svc);

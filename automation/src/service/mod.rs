@@ -259,11 +259,6 @@ impl Service {
             config.service.max_concurrent_runs,
         ));
 
-        let interval = config
-            .alerting
-            .evaluation_interval
-            .or(config.metrics.as_ref().map(|m| m.interval))
-            .map_or(StdDuration::from_secs(15), |d| d.std());
         let engine: Arc<dyn crate::alert::RuleQueryEngine> = match config
             .metrics
             .as_ref()
@@ -285,17 +280,7 @@ impl Service {
             engine,
             storage.clone(),
             Some(Arc::new(state_store)),
-            RuleManagerOptions {
-                default_interval: interval,
-                external_labels: config.alerting.external_labels.clone(),
-                external_url: config
-                    .service
-                    .external_url
-                    .as_ref()
-                    .map(|u| u.to_string())
-                    .unwrap_or_default(),
-                ..RuleManagerOptions::default()
-            },
+            rule_manager_options(&config),
         ));
 
         let dispatcher = config
@@ -458,12 +443,7 @@ impl Service {
             }
             (report, lib.rule_files())
         };
-        let default_ms = self
-            .config
-            .alerting
-            .evaluation_interval
-            .or(self.config.metrics.as_ref().map(|m| m.interval))
-            .map_or(15_000, |d| d.std().as_millis() as i64);
+        let default_ms = evaluation_interval(&self.config).as_millis() as i64;
         if report.rules_changed {
             let groups = rule_files
                 .iter()
@@ -531,6 +511,31 @@ impl Service {
     pub fn set_kill_switch_local(&self, on: bool) {
         self.runner.guards.set_kill_switch(on);
         self.metrics.kill_switch.set(&[], f64::from(u8::from(on)));
+    }
+}
+
+/// Interval of rule groups that set none: `alerting.evaluation_interval`,
+/// else `metrics.interval`, else 15 s.
+pub fn evaluation_interval(config: &Config) -> StdDuration {
+    config
+        .alerting
+        .evaluation_interval
+        .or(config.metrics.as_ref().map(|m| m.interval))
+        .map_or(StdDuration::from_secs(15), |d| d.std())
+}
+
+/// How the service's rule manager evaluates (`sluice replay` uses the same).
+pub fn rule_manager_options(config: &Config) -> RuleManagerOptions {
+    RuleManagerOptions {
+        default_interval: evaluation_interval(config),
+        external_labels: config.alerting.external_labels.clone(),
+        external_url: config
+            .service
+            .external_url
+            .as_ref()
+            .map(|u| u.to_string())
+            .unwrap_or_default(),
+        ..RuleManagerOptions::default()
     }
 }
 

@@ -186,10 +186,31 @@ pub fn message(n: &Notification) -> Message {
             text.push('\n');
         }
     }
+    // One alert: its fingerprint is the incident (a run it starts carries the same).
+    let alerts: Vec<&crate::dispatch::Alert> = n.firing.iter().chain(&n.resolved).collect();
+    let dedup_key = match alerts.as_slice() {
+        [one] => crate::alert::fingerprint::fingerprint(&one.labels),
+        _ => n.group_key.clone(),
+    };
     Message {
         title,
         text: text.trim_end().to_string(),
         html: None,
+        event: crate::notify::Event {
+            kind: if n.firing.is_empty() {
+                crate::notify::EventKind::AlertResolved
+            } else {
+                crate::notify::EventKind::AlertFiring
+            },
+            dedup_key: Some(dedup_key),
+            severity: alerts
+                .first()
+                .and_then(|a| a.labels.get("severity").cloned()),
+            link: None,
+            source: alerts
+                .first()
+                .and_then(|a| a.labels.get("alertname").cloned()),
+        },
     }
 }
 

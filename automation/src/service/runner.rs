@@ -150,6 +150,13 @@ pub fn policy_of(rb: &Runbook) -> Policy {
     }
 }
 
+/// The memory guard an automatic start passes: key (runbook, scope) and the
+/// runbook's policy.
+pub fn guard_of(sub: &Submission, scope: &str) -> (Key, Policy) {
+    let rb = &sub.runbook.runbook;
+    (Key::new(rb.name.value.as_str(), scope), policy_of(rb))
+}
+
 fn to_chrono(d: StdDuration) -> chrono::Duration {
     chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
 }
@@ -292,10 +299,8 @@ impl Runner {
         sub: Submission,
         scope: String,
     ) -> Result<Outcome, StoreError> {
-        let rb = sub.runbook.runbook.clone();
-        let name = rb.name.value.clone();
-        let policy = policy_of(&rb);
-        let key = Key::new(&name, &scope);
+        let name = sub.runbook.name().to_string();
+        let (key, policy) = guard_of(&sub, &scope);
         if !self.accepting.load(Ordering::SeqCst) {
             return Ok(Outcome::of(
                 Decision::Error,
@@ -544,6 +549,11 @@ impl Runner {
             title: format!("Sluice: {} escalated", rb.name.value),
             text: self.services.redactor.text(&text),
             html: None,
+            event: crate::notify::Event {
+                kind: crate::notify::EventKind::Escalation,
+                source: Some(rb.name.value.clone()),
+                ..Default::default()
+            },
         };
         for ch in &esc.channels {
             let result = send(&self.services, ch, &msg).await;
@@ -956,6 +966,13 @@ impl Runner {
                         .unwrap_or_default()
                 )),
                 html: None,
+                event: crate::notify::Event {
+                    kind: crate::notify::EventKind::RunFailed,
+                    source: Some(rec.runbook.clone()),
+                    link: self.services.run_url(&rec.id),
+                    dedup_key: rec.request["fingerprint"].as_str().map(str::to_string),
+                    ..Default::default()
+                },
             };
             for ch in &channels {
                 let result = send(&self.services, ch, &msg).await;

@@ -125,6 +125,7 @@ pub async fn tick(svc: &Arc<Service>) -> Option<DateTime<Utc>> {
                         t.entry.catch_up
                     ),
                     html: None,
+                    event: Default::default(),
                 };
                 for ch in &rb.notify.on_failure {
                     let ok = send(&svc.runner.services, ch, &msg).await.is_ok();

@@ -66,7 +66,8 @@ impl Inbox {
     }
 
     fn record(&self, mut entry: J, kind: &str, line: &str) {
-        entry["at"] = json!(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+        entry["at"] =
+            json!(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
         entry["kind"] = json!(kind);
         if let Some(log) = &self.log {
             let mut f = log.lock().unwrap_or_else(|p| p.into_inner());
@@ -83,6 +84,7 @@ impl Inbox {
     }
 
     /// The messages kept, oldest first.
+    #[cfg(test)]
     pub fn messages(&self) -> Vec<J> {
         self.kept
             .lock()
@@ -172,7 +174,9 @@ pub async fn smtp(inbox: Arc<Inbox>) -> anyhow::Result<Receiver> {
 }
 
 /// Reads one line (without CR LF); `None` at end of input.
-async fn read_line<R: tokio::io::AsyncBufRead + Unpin>(r: &mut R) -> std::io::Result<Option<String>> {
+async fn read_line<R: tokio::io::AsyncBufRead + Unpin>(
+    r: &mut R,
+) -> std::io::Result<Option<String>> {
     let mut buf = Vec::new();
     let n = tokio::time::timeout(IDLE, (&mut *r).take(MAX_LINE).read_until(b'\n', &mut buf))
         .await
@@ -524,7 +528,11 @@ mod tests {
         assert_eq!(first["subject"], got[0]["subject"]);
     }
 
-    async fn say(w: &mut tokio::net::tcp::OwnedWriteHalf, r: &mut BufReader<tokio::net::tcp::OwnedReadHalf>, line: &str) -> String {
+    async fn say(
+        w: &mut tokio::net::tcp::OwnedWriteHalf,
+        r: &mut BufReader<tokio::net::tcp::OwnedReadHalf>,
+        line: &str,
+    ) -> String {
         w.write_all(format!("{line}\r\n").as_bytes()).await.unwrap();
         let mut reply = String::new();
         loop {
@@ -546,16 +554,36 @@ mod tests {
         let mut r = BufReader::new(r);
         assert!(read_line(&mut r).await.unwrap().unwrap().starts_with("220"));
         assert!(say(&mut w, &mut r, "HELO me").await.starts_with("250"));
-        assert!(say(&mut w, &mut r, "RCPT TO:<a@b>").await.starts_with("503"));
+        assert!(
+            say(&mut w, &mut r, "RCPT TO:<a@b>")
+                .await
+                .starts_with("503")
+        );
         assert!(say(&mut w, &mut r, "DATA").await.starts_with("503"));
-        assert!(say(&mut w, &mut r, "MAIL FROM:<s@x> BODY=8BITMIME").await.starts_with("250"));
-        assert!(say(&mut w, &mut r, "RCPT TO:<a@b>").await.starts_with("250"));
+        assert!(
+            say(&mut w, &mut r, "MAIL FROM:<s@x> BODY=8BITMIME")
+                .await
+                .starts_with("250")
+        );
+        assert!(
+            say(&mut w, &mut r, "RCPT TO:<a@b>")
+                .await
+                .starts_with("250")
+        );
         assert!(say(&mut w, &mut r, "RSET").await.starts_with("250"));
         assert!(say(&mut w, &mut r, "DATA").await.starts_with("503"));
         assert!(say(&mut w, &mut r, "NOOP").await.starts_with("250"));
         assert!(say(&mut w, &mut r, "VRFY x").await.starts_with("502"));
-        assert!(say(&mut w, &mut r, "MAIL FROM:<s@x>").await.starts_with("250"));
-        assert!(say(&mut w, &mut r, "RCPT TO:<a@b>").await.starts_with("250"));
+        assert!(
+            say(&mut w, &mut r, "MAIL FROM:<s@x>")
+                .await
+                .starts_with("250")
+        );
+        assert!(
+            say(&mut w, &mut r, "RCPT TO:<a@b>")
+                .await
+                .starts_with("250")
+        );
         assert!(say(&mut w, &mut r, "DATA").await.starts_with("354"));
         let reply = say(&mut w, &mut r, "Subject: hi\r\n\r\n..dot\r\nplain\r\n.").await;
         assert!(reply.starts_with("250"), "{reply}");
@@ -572,7 +600,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let inbox = quiet_inbox(dir.path());
         let rx = slack(inbox.clone()).await.unwrap();
-        let client = reqwest::Client::new();
+        let client = crate::http_client::builder().build().unwrap();
         let url = format!("http://{}/slack/oncall", rx.addr);
         for i in 0..KEEP + 5 {
             let resp = client
@@ -597,7 +625,10 @@ mod tests {
     #[test]
     fn encoded_words_and_transfer_encodings_decode() {
         assert_eq!(decode_words("=?utf-8?b?w7xiZXI=?= x"), "über x");
-        assert_eq!(decode_words("a =?utf-8?q?=C3=BCber_x?= =?utf-8?b?w7w=?="), "a über xü");
+        assert_eq!(
+            decode_words("a =?utf-8?q?=C3=BCber_x?= =?utf-8?b?w7w=?="),
+            "a über xü"
+        );
         assert_eq!(decode_words("plain =? text"), "plain =? text");
         assert_eq!(quoted_printable("a=3Db=\r\nc", false), b"a=bc");
         assert_eq!(base64_decode("aGVsbG8=").unwrap(), b"hello");

@@ -25,16 +25,12 @@ impl Teller {
     }
 
     /// A teller that prints nothing (tests).
+    #[cfg(test)]
     pub fn quiet() -> Teller {
         Teller {
             start: Instant::now(),
             print: false,
         }
-    }
-
-    /// Time since the teller was made.
-    pub fn elapsed(&self) -> Duration {
-        self.start.elapsed()
     }
 
     /// One line: `+  42s  kind   text`.
@@ -54,7 +50,7 @@ fn step_unfinished(status: &str) -> bool {
     )
 }
 
-fn run_finished(status: &str) -> bool {
+pub(super) fn run_finished(status: &str) -> bool {
     matches!(
         status,
         "succeeded" | "failed" | "cancelled" | "interrupted" | "skipped" | "rejected"
@@ -71,7 +67,7 @@ struct Watched {
     status: String,
 }
 
-/// Tells alerts and runs of `svc` as they change, polling every second,
+/// Tells alerts and runs of `svc` as they change, polling twice a second,
 /// until `stop`.
 pub async fn watch(
     svc: Arc<Service>,
@@ -95,7 +91,7 @@ pub async fn watch(
     let mut alerts: BTreeMap<String, (String, String)> = BTreeMap::new();
     loop {
         tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
             _ = crate::service::until_stopped(&mut stop) => return,
         }
         // Alerts.
@@ -111,7 +107,7 @@ pub async fn watch(
             let name = a.labels.get("alertname").cloned().unwrap_or_default();
             let summary = a.annotations.get("summary").cloned().unwrap_or_default();
             let fp = crate::alert::fingerprint(&a.labels);
-            now.insert(fp.to_string(), (name, state, summary));
+            now.insert(fp, (name, state, summary));
         }
         for (fp, (name, state, summary)) in &now {
             let before = alerts.get(fp).map(|(_, s)| s.as_str());

@@ -3,16 +3,12 @@
 //! SMTP (STARTTLS, implicit TLS or plain on loopback; text + HTML). Also sends
 //! the runbook-level start/success/failure/approval notifications.
 
-use std::time::Duration as StdDuration;
-
 use futures::future::BoxFuture;
 use serde::Deserialize;
-use serde_json::{Value as J, json};
+use serde_json::json;
 use tracing::warn;
 
-use super::http::error_chain;
 use super::{Action, Kind, Ref, RefKind, StepError, StepResult};
-use crate::config::{Channel, EmailChannel, SlackChannel, SmtpTls};
 use crate::exec::context::{RunState, Services, StepCx};
 use crate::yaml::de::At;
 use crate::yaml::{DeError, Node};
@@ -58,13 +54,7 @@ fn parse(_: &'static str, node: &Node, lenient: bool) -> Result<Box<dyn Action>,
     Ok(Box::new(c))
 }
 
-/// A message for any channel.
-#[derive(Debug, Clone)]
-pub struct Message {
-    pub title: String,
-    pub text: String,
-    pub html: Option<String>,
-}
+pub use crate::notify::{Event, EventKind, Message};
 
 impl Action for NotifyConfig {
     fn describe(&self) -> String {
@@ -92,6 +82,11 @@ impl Action for NotifyConfig {
                     .unwrap_or_else(|| format!("Sluice: {}", cx.run.runbook.name.value)),
                 text: self.text.clone(),
                 html: self.html.clone(),
+                event: Event {
+                    source: Some(cx.run.runbook.name.value.clone()),
+                    link: cx.services.run_url(&cx.run.id),
+                    ..run_alert(cx.run)
+                },
             };
             let mut sent = Vec::new();
             let mut failures = Vec::new();
@@ -122,187 +117,28 @@ impl Action for NotifyConfig {
     }
 }
 
-/// Sends one message to a named channel.
+/// Sends one message to a named channel through the one delivery policy
+/// ([`crate::notify::deliver`]); in a rehearsal it is recorded instead.
 pub async fn send(services: &Services, channel: &str, msg: &Message) -> Result<(), StepError> {
+    if let Some(r) = &services.rehearsal {
+        r.notify(channel, &msg.title, &services.redactor.text(&msg.text));
+        return Ok(());
+    }
     let ch = services.config.channels.get(channel).ok_or_else(|| {
         StepError::permanent(format!(
             "unknown channel `{channel}` (define it under `channels:` in sluice.yaml)"
         ))
     })?;
-    let result = match ch {
-        Channel::Slack(s) => slack(&services.http, s, msg).await,
-        Channel::Email(e) => email(e, msg).await,
-    };
-    result.map_err(|mut e| {
-        e.message = services.redactor.text(&e.message);
-        e
-    })
-}
-
-/// Slack's limits: header text (plain_text) and section text (mrkdwn), in characters.
-const SLACK_HEADER_CHARS: usize = 150;
-const SLACK_SECTION_CHARS: usize = 3000;
-
-/// The Slack payload: a header (the title) and a section (the text), with
-/// `text` as the notification fallback. mrkdwn fields have Slack's control
-/// characters escaped (`&`, `<`, `>`), so a value cannot mention `@channel`
-/// or disguise a link; plain URLs are still linked by Slack. Empty parts are
-/// left out (Slack refuses empty text objects) and long ones cut to Slack's
-/// limits.
-pub fn slack_payload(msg: &Message) -> J {
-    let mut blocks = Vec::new();
-    if !msg.title.trim().is_empty() {
-        blocks.push(json!({"type": "header", "text": {"type": "plain_text", "text": cut(&msg.title, SLACK_HEADER_CHARS)}}));
-    }
-    let body = escape_mrkdwn(&msg.text);
-    if !body.trim().is_empty() {
-        blocks.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": cut_escaped(&body, SLACK_SECTION_CHARS)}}));
-    }
-    let fallback = match (msg.title.trim().is_empty(), msg.text.trim().is_empty()) {
-        (false, false) => format!("{}: {}", escape_mrkdwn(&msg.title), body),
-        (false, true) => escape_mrkdwn(&msg.title),
-        (true, false) => body,
-        (true, true) => "(empty notification)".to_string(),
-    };
-    json!({"text": fallback, "blocks": blocks})
-}
-
-/// Escapes the three characters Slack's mrkdwn treats as control characters.
-pub fn escape_mrkdwn(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-}
-
-/// At most `max` characters; a cut text ends with `…`.
-fn cut(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
-        return s.to_string();
-    }
-    let mut out: String = s.chars().take(max - 1).collect();
-    out.push('…');
-    out
-}
-
-/// [`cut`] for escaped text: never ends inside an `&…;` entity.
-fn cut_escaped(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
-        return s.to_string();
-    }
-    let mut out: String = s.chars().take(max - 1).collect();
-    if let Some(amp) = out.rfind('&')
-        && !out[amp..].contains(';')
-    {
-        out.truncate(amp);
-    }
-    out.push('…');
-    out
-}
-
-const SLACK_ATTEMPTS: u32 = 4;
-const MAX_RETRY_AFTER: StdDuration = StdDuration::from_secs(60);
-
-async fn slack(http: &reqwest::Client, ch: &SlackChannel, msg: &Message) -> Result<(), StepError> {
-    let payload = slack_payload(msg);
-    for attempt in 1..=SLACK_ATTEMPTS {
-        let resp = http
-            .post(ch.webhook_url.expose())
-            .json(&payload)
-            .timeout(StdDuration::from_secs(15))
-            .send()
-            .await
-            // Never print the URL: it is the secret.
-            .map_err(|e| {
-                StepError::transient(format!(
-                    "slack: request failed: {}",
-                    error_chain(&e.without_url())
-                ))
-            })?;
-        let status = resp.status().as_u16();
-        if status == 429 && attempt < SLACK_ATTEMPTS {
-            let wait = resp
-                .headers()
-                .get("retry-after")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .map_or(StdDuration::from_secs(1), StdDuration::from_secs)
-                .min(MAX_RETRY_AFTER);
-            tokio::time::sleep(wait).await;
-            continue;
-        }
-        let body = resp.text().await.unwrap_or_default();
-        return match status {
-            200..=299 => Ok(()),
-            429 | 500..=599 => Err(StepError::transient(format!(
-                "slack: HTTP {status}: {}",
-                body.trim()
-            ))),
-            _ => Err(StepError::permanent(format!(
-                "slack: HTTP {status}: {}",
-                body.trim()
-            ))),
-        };
-    }
-    Err(StepError::transient("slack: still rate limited"))
-}
-
-fn escape_html(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
-async fn email(ch: &EmailChannel, msg: &Message) -> Result<(), StepError> {
-    use lettre::message::{Mailbox, MultiPart};
-    use lettre::transport::smtp::authentication::Credentials;
-    use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
-
-    let bad =
-        |what: &str, e: &dyn std::fmt::Display| StepError::permanent(format!("email: {what}: {e}"));
-    let from: Mailbox = ch.from.parse().map_err(|e| bad("invalid `from`", &e))?;
-    let mut builder = lettre::Message::builder()
-        .from(from)
-        .subject(msg.title.clone());
-    for to in &ch.to {
-        builder = builder.to(to
-            .parse::<Mailbox>()
-            .map_err(|e| bad("invalid recipient", &e))?);
-    }
-    let html = msg
-        .html
-        .clone()
-        .unwrap_or_else(|| format!("<pre>{}</pre>", escape_html(&msg.text)));
-    let message = builder
-        .multipart(MultiPart::alternative_plain_html(msg.text.clone(), html))
-        .map_err(|e| bad("building message", &e))?;
-
-    let smtp = &ch.smtp;
-    let mut transport = match smtp.tls {
-        SmtpTls::Starttls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&smtp.host)
-            .map_err(|e| bad("smtp", &e))?,
-        SmtpTls::Tls => {
-            AsyncSmtpTransport::<Tokio1Executor>::relay(&smtp.host).map_err(|e| bad("smtp", &e))?
-        }
-        SmtpTls::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&smtp.host),
-    };
-    if let Some(port) = smtp.port {
-        transport = transport.port(port);
-    }
-    if let (Some(user), Some(pass)) = (&smtp.username, &smtp.password) {
-        transport =
-            transport.credentials(Credentials::new(user.clone(), pass.expose().to_string()));
-    }
-    let transport = transport.timeout(Some(StdDuration::from_secs(30))).build();
-    transport.send(message).await.map(|_| ()).map_err(|e| {
-        // A 5xx reply (refused login, unknown recipient) will not pass by itself.
-        let message = format!("email: {}", error_chain(&e));
-        if e.is_permanent() {
-            StepError::permanent(message)
-        } else {
-            StepError::transient(message)
-        }
-    })
+    crate::notify::deliver(&services.http, &services.redactor, ch, msg)
+        .await
+        .map(|_| ())
+        .map_err(|e| {
+            if e.recoverable {
+                StepError::transient(e.message)
+            } else {
+                StepError::permanent(e.message)
+            }
+        })
 }
 
 /// Tells `channels` that a run started / succeeded / failed / waits for
@@ -330,14 +166,43 @@ pub async fn run_event(
     if let Some(url) = services.run_url(&run.id) {
         text.push_str(&format!("\n{url}"));
     }
+    let kind = match event {
+        "start" => EventKind::RunStarted,
+        "succeeded" => EventKind::RunSucceeded,
+        "needs approval" => EventKind::Approval,
+        "failed" | "cancelled" | "interrupted" => EventKind::RunFailed,
+        _ => EventKind::Info,
+    };
     let msg = Message {
         title: format!("Sluice: {name} {event}"),
         text: services.redactor.text(&text),
         html: None,
+        event: Event {
+            kind,
+            source: Some(name.clone()),
+            link: services.run_url(&run.id),
+            ..run_alert(run)
+        },
     };
     for ch in channels {
         if let Err(e) = send(services, ch, &msg).await {
             warn!(run_id = %run.id, channel = %ch.value, error = %e, "Run notification failed.");
         }
+    }
+}
+
+/// The alert a run was started by, as event context: its fingerprint (the
+/// incident's dedup key) and `severity` label.
+fn run_alert(run: &RunState) -> Event {
+    let get = |t: &str| {
+        run.scope
+            .render(t, crate::runbook::template::Escape::None)
+            .ok()
+            .filter(|s| !s.is_empty())
+    };
+    Event {
+        dedup_key: get("{{alert.fingerprint}}"),
+        severity: get("{{alert.labels.severity}}"),
+        ..Event::default()
     }
 }
