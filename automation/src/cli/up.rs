@@ -274,7 +274,7 @@ async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
     let api = format!("http://{}", handle.addr);
 
     println!("Sluice is up.");
-    println!("  console           {api}/");
+    println!("  runs              {api}/api/v1/runs   (bearer token in .sluice/api-token)");
     println!(
         "  service API       {api}/api/v1/   (runbooks, runs, alerts; OpenAPI {api}/api/openapi.json)"
     );
