@@ -264,32 +264,9 @@ pub fn run(name: &str, script: &str) -> Result<usize, Vec<String>> {
 pub fn run_with(name: &str, script: &str, opts: Options) -> Result<usize, Vec<String>> {
     let storage = MemStorage::new(Duration::from_secs(100 * 365 * 86_400));
     let ev = Evaluator::default();
-    let lines: Vec<&str> = script.lines().collect();
     let mut failures = Vec::new();
     let mut evals = 0;
-    let mut i = 0;
-    while i < lines.len() {
-        let raw = lines[i];
-        let line = raw.trim();
-        let lineno = i + 1;
-        i += 1;
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        // The body runs until a blank line or the next command.
-        let body_start = i;
-        while i < lines.len() {
-            let l = lines[i];
-            let t = l.trim();
-            if t.is_empty() || (!l.starts_with([' ', '\t']) && is_command(t)) {
-                break;
-            }
-            i += 1;
-        }
-        let body: Vec<(usize, &str)> = (body_start..i)
-            .map(|k| (k + 1, lines[k].trim()))
-            .filter(|(_, l)| !l.is_empty() && !l.starts_with('#'))
-            .collect();
+    for Block { lineno, line, body } in blocks(script) {
         let load_rest = line.strip_prefix("load ").or_else(|| {
             // Native-histogram conversion is not supported: load the floats.
             opts.lenient
@@ -318,6 +295,43 @@ pub fn run_with(name: &str, script: &str, opts: Options) -> Result<usize, Vec<St
     } else {
         Err(failures)
     }
+}
+
+/// One command of a script with its body (numbered lines, blank and comment lines left out).
+struct Block<'a> {
+    lineno: usize,
+    line: &'a str,
+    body: Vec<(usize, &'a str)>,
+}
+
+/// The commands of a script: each body runs until a blank line or the next command.
+fn blocks(script: &str) -> Vec<Block<'_>> {
+    let lines: Vec<&str> = script.lines().collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < lines.len() {
+        let line = lines[i].trim();
+        let lineno = i + 1;
+        i += 1;
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let body_start = i;
+        while i < lines.len() {
+            let l = lines[i];
+            let t = l.trim();
+            if t.is_empty() || (!l.starts_with([' ', '\t']) && is_command(t)) {
+                break;
+            }
+            i += 1;
+        }
+        let body = (body_start..i)
+            .map(|k| (k + 1, lines[k].trim()))
+            .filter(|(_, l)| !l.is_empty() && !l.starts_with('#'))
+            .collect();
+        out.push(Block { lineno, line, body });
+    }
+    out
 }
 
 fn is_command(line: &str) -> bool {
@@ -387,24 +401,12 @@ pub fn load_series_file(
     keep: &dyn Fn(&Labels) -> bool,
 ) -> Result<Option<(i64, i64)>, LoadError> {
     let mut range: Option<(i64, i64)> = None;
-    let lines: Vec<&str> = script.lines().collect();
-    let mut i = 0;
-    while i < lines.len() {
-        let line = lines[i].trim();
-        let lineno = i + 1;
-        i += 1;
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let body_start = i;
-        while i < lines.len() {
-            let l = lines[i];
-            let t = l.trim();
-            if t.is_empty() || (!l.starts_with([' ', '\t']) && is_command(t)) {
-                break;
-            }
-            i += 1;
-        }
+    for Block {
+        lineno,
+        line,
+        body: lines,
+    } in blocks(script)
+    {
         let Some(interval) = line.strip_prefix("load ") else {
             return Err(LoadError {
                 line: lineno,
@@ -414,17 +416,10 @@ pub fn load_series_file(
             });
         };
         let mut body: Vec<(usize, &str)> = Vec::new();
-        for (k, l) in lines.iter().enumerate().take(i).skip(body_start) {
-            let l = l.trim();
-            if l.is_empty() || l.starts_with('#') {
-                continue;
-            }
-            let (labels, _) = parse_series(l).map_err(|message| LoadError {
-                line: k + 1,
-                message,
-            })?;
+        for (k, l) in lines {
+            let (labels, _) = parse_series(l).map_err(|message| LoadError { line: k, message })?;
             if keep(&labels) {
-                body.push((k + 1, l));
+                body.push((k, l));
             }
         }
         match load(storage, interval, &body, Options::default(), base_ms) {

@@ -361,6 +361,16 @@ impl Runbook {
     }
 }
 
+/// Whether an alert's `labels` carry every label `want` names with its
+/// value and satisfy every matcher: what an `alert:` trigger asks of an alert.
+pub fn alert_wanted(
+    want: &BTreeMap<String, String>,
+    matchers: &[crate::dispatch::Matcher],
+    labels: &BTreeMap<String, String>,
+) -> bool {
+    want.iter().all(|(k, v)| labels.get(k) == Some(v)) && matchers.iter().all(|m| m.matches(labels))
+}
+
 /// Problems found while decoding, in file order.
 pub type Problems = Vec<DeError>;
 

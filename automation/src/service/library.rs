@@ -77,10 +77,7 @@ pub struct AlertTrigger {
 impl AlertTrigger {
     /// Whether an alert with `labels` is one this trigger wants.
     pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
-        self.labels
-            .iter()
-            .all(|(k, v)| labels.get(k).is_some_and(|x| x == v))
-            && self.matchers.iter().all(|m| m.matches(labels))
+        crate::runbook::model::alert_wanted(&self.labels, &self.matchers, labels)
     }
 }
 

@@ -11,7 +11,7 @@ use futures::future::{BoxFuture, join_all};
 use serde_json::{Value as J, json};
 
 use super::remote::Runner;
-use super::{Driver, Request, Want, drain, healthy, wait_ready};
+use super::{Driver, HostSelector, Request, Want, drain, healthy, wait_ready};
 use crate::config::Target;
 use crate::exec::context::StepCx;
 use crate::exec::steps::{StepError, StepResult};
@@ -69,7 +69,7 @@ impl<'t, O: HostOps> PerHost<'t, O> {
 
     /// The places `req` selects, in inventory order.
     pub fn places(&self, req: &Request<'_>) -> Result<Vec<Place<'t>>, StepError> {
-        places(self.name, self.target, req)
+        places(self.name, self.target, req.hosts)
     }
 
     async fn describe(&self, cx: &StepCx<'_>, at: &Place<'_>) -> Result<J, StepError> {
@@ -160,11 +160,11 @@ impl<'t, O: HostOps> PerHost<'t, O> {
     }
 }
 
-/// The places of `target` that `req` selects.
+/// The places of `target` that `hosts` selects (every one without a selector).
 pub fn places<'t>(
     name: &str,
     t: &'t Target,
-    req: &Request<'_>,
+    hosts: Option<&HostSelector>,
 ) -> Result<Vec<Place<'t>>, StepError> {
     let Some(ssh) = &t.ssh else {
         return Ok(vec![Place {
@@ -174,7 +174,7 @@ pub fn places<'t>(
             url: t.url.to_string(),
         }]);
     };
-    if let Some(sel) = req.hosts {
+    if let Some(sel) = hosts {
         let unknown = sel.unknown(&ssh.hosts);
         if !unknown.is_empty() {
             return Err(StepError::permanent(format!(
@@ -186,7 +186,7 @@ pub fn places<'t>(
     let chosen: Vec<Place<'t>> = ssh
         .hosts
         .iter()
-        .filter(|h| req.hosts.is_none_or(|s| s.matches(h)))
+        .filter(|h| hosts.is_none_or(|s| s.matches(h)))
         .map(|h| Place {
             name: h.name.value.clone(),
             target: format!("{name}/{}", h.name.value),
@@ -197,8 +197,7 @@ pub fn places<'t>(
     if chosen.is_empty() {
         return Err(StepError::permanent(format!(
             "no host of target `{name}` matches {}",
-            req.hosts
-                .map_or("the selection".to_string(), |s| s.to_string())
+            hosts.map_or("the selection".to_string(), |s| s.to_string())
         )));
     }
     Ok(chosen)
@@ -219,8 +218,9 @@ fn place_json(at: &Place<'_>, running: bool, healthy: Option<bool>, detail: J) -
     j
 }
 
-/// `{hosts: {name: …}, count}` from per-place results, failing with every failure named.
-fn gather(what: &str, results: Vec<(String, StepResult)>) -> StepResult {
+/// `{hosts: {name: …}, count, instances}` from per-place results, failing
+/// with every failure named (transient only when every failure is).
+pub fn gather(what: &str, results: Vec<(String, StepResult)>) -> StepResult {
     let mut hosts = serde_json::Map::new();
     let mut failed: Vec<String> = Vec::new();
     let mut transient = true;

@@ -100,16 +100,7 @@ fn authed(t: &Target, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
 
 /// GET the health path of an instance once (`true` without one).
 pub async fn healthy(cx: &StepCx<'_>, t: &Target, base: &str) -> bool {
-    if t.health.is_empty() {
-        return true;
-    }
-    cx.services
-        .http
-        .get(format!("{base}{}", t.health))
-        .timeout(StdDuration::from_secs(2))
-        .send()
-        .await
-        .is_ok_and(|r| r.status().is_success())
+    super::healthy(cx, t, base).await.unwrap_or(true)
 }
 
 /// The embedded broker address of instance 0 (`pipeline.brokers` of `/admin/threads`).

@@ -368,39 +368,13 @@ impl Action for EngineCall {
             let Some(sel) = self.f.hosts.as_ref().filter(|_| target.ssh.is_some()) else {
                 return self.call_at(cx, target, &target.url.to_string()).await;
             };
-            let req = crate::target::Request {
-                target: &self.f.target,
-                hosts: Some(sel),
-                ready_timeout: crate::duration::Duration::from_secs(0),
-                drain: false,
-            };
-            let places = crate::target::hosts::places(&self.f.target, target, &req)?;
-            let results = futures::future::join_all(
-                places
-                    .iter()
-                    .map(|p| async move { (p, self.call_at(cx, target, &p.url).await) }),
-            )
-            .await;
-            let mut hosts = serde_json::Map::new();
-            let mut failed = Vec::new();
-            for (p, r) in results {
-                match r {
-                    Ok(out) => {
-                        hosts.insert(p.name.clone(), out);
-                    }
-                    Err(e) => failed.push(format!("{}: {e}", p.name)),
-                }
-            }
-            if !failed.is_empty() {
-                return Err(StepError::transient(format!(
-                    "{} failed on {} host(s): {}",
-                    self.call.name,
-                    failed.len(),
-                    failed.join("; ")
-                )));
-            }
-            let count = hosts.len();
-            Ok(json!({"hosts": hosts, "count": count}))
+            let places = crate::target::hosts::places(&self.f.target, target, Some(sel))?;
+            let results =
+                futures::future::join_all(places.iter().map(|p| async move {
+                    (p.name.clone(), self.call_at(cx, target, &p.url).await)
+                }))
+                .await;
+            crate::target::hosts::gather(self.call.name, results)
         })
     }
 }

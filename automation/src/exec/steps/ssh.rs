@@ -145,13 +145,7 @@ impl Action for SshConfig {
                     "target `{name}` has no `ssh` inventory"
                 )));
             }
-            let req = crate::target::Request {
-                target: name,
-                hosts: self.hosts.as_ref(),
-                ready_timeout: crate::duration::Duration::from_secs(0),
-                drain: false,
-            };
-            let places = places(name, t, &req)?;
+            let places = places(name, t, self.hosts.as_ref())?;
             let width = if self.parallel {
                 self.max_concurrency.unwrap_or(places.len()).max(1)
             } else {

@@ -129,11 +129,7 @@ fn triggers(rb: &Runbook, name: &str, labels: &BTreeMap<String, String>) -> bool
             labels: want,
             matchers,
             ..
-        } => {
-            n.value == name
-                && want.iter().all(|(k, v)| labels.get(k) == Some(v))
-                && matchers.iter().all(|m| m.matches(labels))
-        }
+        } => n.value == name && crate::runbook::model::alert_wanted(want, matchers, labels),
         _ => false,
     })
 }
