@@ -16,8 +16,10 @@
 //! | [`kafka`] | produce and read topics without a group | see the module |
 //! | [`node`] | a loop-mounted ext4 to fill, and node_exporter reporting only it | `LoopFs::mount(..)?`, `NodeExporter::start(..).await?` |
 //! | [`sshd`] | simulated hosts: one OpenSSH server per host on loopback, a recording systemctl stand-in | `SshHosts::start(dir, &["p1", …])` |
+//! | [`browser`] | headless Chromium over the DevTools protocol: open, wait, click, fill; page errors reported | `browser::run(vec![browser::open(url), …]).await` |
 //! | [`net`] | free ports (never handed out twice), HTTP helpers, polling | — |
 
+pub mod browser;
 pub mod engine;
 pub mod engine_process;
 pub mod kafka;

@@ -14,6 +14,9 @@ mod service_ha;
 mod support;
 mod up;
 
+mod console;
+mod slack_approvals;
+
 mod engine_admin;
 mod engine_delivery;
 mod engine_limits;

@@ -3,12 +3,10 @@
 //! recording `systemctl` stand-in, driven by the `ssh` and `systemd` drivers.
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value as J, json};
 use sluice_automation::exec::executor::RunStatus;
-use sluice_automation::service::{Options, Service};
 use sluice_tests::net::{self, eventually};
 use sluice_tests::sshd::{SshHosts, fake_systemctl};
 use sluice_tests::tansu::Tansu;
@@ -317,18 +315,7 @@ impl HostService {
             dir.join("service.db").display(),
             tok = sluice_tests::served::OPERATOR,
         );
-        let cfg = dir.join("sluice.yaml");
-        std::fs::write(&cfg, &config).unwrap();
-        let handle = Service::start(Options {
-            config_path: cfg,
-            listen: Some("127.0.0.1:0".parse().unwrap()),
-            store_url: None,
-            clock: Arc::new(sluice_automation::schedule::scheduler::SystemClock),
-            watch: false,
-            supervisor: None,
-        })
-        .await
-        .unwrap_or_else(|e| panic!("the service starts: {e:#}\n{config}"));
+        let handle = sluice_tests::sluice::serve(dir, &config).await;
         let base = format!("http://{}", handle.addr);
         HostService {
             handle,
@@ -588,7 +575,24 @@ async fn emergency_stop_and_recovery_reach_every_host_and_scaling_adds_and_drain
     }
     assert_eq!(outputs(&run, "stop")["count"], 2);
     let run = svc.run("emergency-recovery", json!({})).await;
-    assert_run_succeeded(&run, "emergency-recovery on two hosts");
+    if run["run"]["status"] != "succeeded" {
+        let logs: Vec<String> = names[..2]
+            .iter()
+            .map(|n| {
+                let log = std::fs::read_to_string(hosts.host(n).dir.join(format!("{UNIT}.log")))
+                    .unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(40).collect();
+                format!(
+                    "--- {n}:\n{}",
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                )
+            })
+            .collect();
+        panic!(
+            "emergency-recovery on two hosts: {run:#}\n{}",
+            logs.join("\n")
+        );
+    }
     for (n, p) in names[..2].iter().zip(&ports) {
         let h: J = net::get_json(&format!("http://127.0.0.1:{p}/health")).await;
         assert_eq!(h["maintenance"], false, "{n} resumed: {h}");

@@ -16,8 +16,6 @@ use std::time::{Duration, Instant};
 
 use axum::routing::get;
 use serde_json::Value as J;
-use sluice_automation::schedule::scheduler::SystemClock;
-use sluice_automation::service::{Options, Service};
 
 const RULES: &str = r#"groups:
   - name: demo
@@ -129,17 +127,7 @@ alerting:
         store = d.join("service.db").display()
     );
     let cfg = d.join("sluice.yaml");
-    write(&cfg, &config);
-    let handle = Service::start(Options {
-        config_path: cfg.clone(),
-        listen: Some("127.0.0.1:0".parse().unwrap()),
-        store_url: None,
-        clock: Arc::new(SystemClock),
-        watch: false,
-        supervisor: None,
-    })
-    .await
-    .unwrap_or_else(|e| panic!("the service starts: {e:#}"));
+    let handle = sluice_tests::sluice::serve(d, &config).await;
     let base = format!("http://{}", handle.addr);
     let http = sluice_tests::net::client();
 

@@ -514,6 +514,7 @@ async fn service_contract(a: &Store, b: &Store) {
             runbook: Some("nightly".into()),
             status: Some("running".into()),
             limit: 10,
+            ..RunFilter::default()
         })
         .await
         .unwrap();

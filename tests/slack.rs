@@ -10,7 +10,16 @@
 //! `section` text (`plain_text`/`mrkdwn`) of 1–3000 characters or up to 10
 //! `fields` of at most 2000; `block_id` at most 255 characters
 //! (<https://api.slack.com/reference/block-kit/blocks>,
-//! <https://api.slack.com/messaging/webhooks#handling_errors>).
+//! <https://api.slack.com/messaging/webhooks#handling_errors>). `actions`
+//! blocks take buttons within Slack's limits (text 75, `action_id` 255,
+//! `value` 2000 characters; `confirm` dialogs).
+//!
+//! It also stands in for the Web API of a Slack app ([`Slack::api_url`]):
+//! `chat.postMessage` and `chat.update` need `Authorization: Bearer
+//! {BOT_TOKEN}` and a `channel` (and `ts` to update), check the same Block
+//! Kit rules and answer like Slack, HTTP 200 with `{"ok": true, "ts": …}` or
+//! `{"ok": false, "error": "invalid_auth" | "channel_not_found" | …}`; and
+//! for an interaction's `response_url` ([`Slack::response_url`]).
 //!
 //! ```no_run
 //! # async fn t() -> anyhow::Result<()> {
@@ -102,6 +111,17 @@ impl Slack {
         self.addr
     }
 
+    /// The Web API base for an app-mode channel (`api_url`): methods at
+    /// `{base}/chat.postMessage`, `{base}/chat.update`, needing [`BOT_TOKEN`].
+    pub fn api_url(&self) -> String {
+        format!("http://{}/api", self.addr)
+    }
+
+    /// A `response_url` for interaction payloads (posts to it are recorded).
+    pub fn response_url(&self) -> String {
+        format!("http://{}/actions/T0SLUICE/1234/abcd", self.addr)
+    }
+
     /// Answers the next posts with these replies, in order; then `200 ok` again.
     pub fn script(&self, replies: impl IntoIterator<Item = Reply>) {
         self.inner
@@ -136,6 +156,57 @@ impl Slack {
     }
 }
 
+/// The bot token the Web API stand-in accepts.
+pub const BOT_TOKEN: &str = "xoxb-0000-test-bot-token";
+
+/// A Web API method: the bot token, then the method's own rules; answers
+/// like Slack (`200` with `ok: true/false`).
+fn web_api(method: &str, headers: &HeaderMap, body: &J) -> (u16, Option<String>, Response) {
+    let fail = |error: &str| {
+        (
+            200,
+            Some(error.to_string()),
+            axum::Json(serde_json::json!({"ok": false, "error": error})).into_response(),
+        )
+    };
+    let auth = headers.get("authorization").and_then(|v| v.to_str().ok());
+    if auth != Some(&format!("Bearer {BOT_TOKEN}")) {
+        return fail(if auth.is_none() {
+            "not_authed"
+        } else {
+            "invalid_auth"
+        });
+    }
+    let channel = body["channel"].as_str().unwrap_or_default();
+    if channel.is_empty() {
+        return fail("channel_not_found");
+    }
+    if method == "chat.update" && body["ts"].as_str().is_none_or(str::is_empty) {
+        return fail("message_not_found");
+    }
+    if !matches!(method, "chat.postMessage" | "chat.update") {
+        return fail("unknown_method");
+    }
+    if let Err(e) = check_payload(body) {
+        return fail(e.code);
+    }
+    let ts = match method {
+        "chat.update" => body["ts"].as_str().unwrap_or_default().to_string(),
+        _ => format!("1700000000.{:06}", rand_ts()),
+    };
+    (
+        200,
+        None,
+        axum::Json(serde_json::json!({"ok": true, "channel": channel, "ts": ts, "message": {"text": body["text"], "blocks": body["blocks"], "ts": ts}}))
+            .into_response(),
+    )
+}
+
+fn rand_ts() -> u32 {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(100);
+    N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
 async fn receive(
     State(inner): State<Arc<Inner>>,
     uri: Uri,
@@ -144,6 +215,11 @@ async fn receive(
 ) -> Response {
     let raw = String::from_utf8_lossy(&body).into_owned();
     let json: J = serde_json::from_slice(&body).unwrap_or(J::Null);
+    if let Some(method) = uri.path().strip_prefix("/api/") {
+        let (status, rejected, response) = web_api(method, &headers, &json);
+        record(&inner, &uri, &headers, json, raw, status, rejected);
+        return response;
+    }
     let scripted = inner
         .script
         .lock()
@@ -178,6 +254,19 @@ async fn receive(
             ),
         },
     };
+    record(&inner, &uri, &headers, json, raw, status, rejected);
+    response
+}
+
+fn record(
+    inner: &Inner,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: J,
+    raw: String,
+    status: u16,
+    rejected: Option<String>,
+) {
     let content_type = headers
         .get("content-type")
         .and_then(|v| v.to_str().ok())
@@ -190,12 +279,11 @@ async fn receive(
             at: Instant::now(),
             path: uri.path().to_string(),
             content_type,
-            body: json,
+            body,
             raw,
             status,
             rejected,
         });
-    response
 }
 
 /// Why Slack would reject a payload: its error string and what is wrong.
@@ -317,9 +405,65 @@ fn check_block(b: &J) -> Result<(), String> {
                 _ => Err("context needs 1..=10 `elements`".into()),
             }
         }
+        Some("actions") => {
+            only_keys(o, &["type", "block_id", "elements"])?;
+            match o.get("elements") {
+                Some(J::Array(e)) if !e.is_empty() && e.len() <= 25 => {
+                    e.iter().try_for_each(check_button)
+                }
+                _ => Err("actions needs 1..=25 `elements`".into()),
+            }
+        }
         Some(other) => Err(format!("unknown block type `{other}`")),
         None => Err("block without `type`".into()),
     }
+}
+
+/// A button element (<https://api.slack.com/reference/block-kit/block-elements#button>).
+fn check_button(b: &J) -> Result<(), String> {
+    let o = b.as_object().ok_or("an element must be an object")?;
+    if o.get("type").and_then(J::as_str) != Some("button") {
+        return Err("only button elements are checked here".into());
+    }
+    only_keys(
+        o,
+        &[
+            "type",
+            "text",
+            "action_id",
+            "url",
+            "value",
+            "style",
+            "confirm",
+            "accessibility_label",
+        ],
+    )?;
+    check_text(
+        o.get("text").ok_or("button without `text`")?,
+        &["plain_text"],
+        75,
+    )?;
+    let len = |k: &str| o.get(k).and_then(J::as_str).map(|s| s.chars().count());
+    if len("action_id").is_some_and(|n| n > 255) || len("value").is_some_and(|n| n > 2000) {
+        return Err("button `action_id` over 255 or `value` over 2000 characters".into());
+    }
+    if let Some(st) = o.get("style")
+        && !matches!(st.as_str(), Some("primary" | "danger"))
+    {
+        return Err(format!("button style {st}"));
+    }
+    if let Some(c) = o.get("confirm") {
+        let c = c.as_object().ok_or("`confirm` is not an object")?;
+        only_keys(c, &["title", "text", "confirm", "deny", "style"])?;
+        for (k, max) in [("title", 100), ("text", 300), ("confirm", 30), ("deny", 30)] {
+            check_text(
+                c.get(k).ok_or(format!("confirm without `{k}`"))?,
+                &["plain_text"],
+                max,
+            )?;
+        }
+    }
+    Ok(())
 }
 
 /// The `<…>` control sequences Slack interprets in mrkdwn text: mentions

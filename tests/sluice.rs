@@ -178,3 +178,21 @@ pub fn state_in(archive: &Path) -> J {
         .map(|(_, d)| serde_json::from_slice(d).expect("state.json is JSON"))
         .expect("state.json in the archive")
 }
+
+/// `sluice serve` in-process on a free loopback port: `config` is written to
+/// `dir/sluice.yaml`; no file watching; the system clock.
+pub async fn serve(dir: &Path, config: &str) -> sluice_automation::service::Handle {
+    std::fs::create_dir_all(dir).expect("service dir");
+    let path = dir.join("sluice.yaml");
+    std::fs::write(&path, config).expect("write sluice.yaml");
+    sluice_automation::service::Service::start(sluice_automation::service::Options {
+        config_path: path,
+        listen: Some("127.0.0.1:0".parse().expect("loopback")),
+        store_url: None,
+        clock: Arc::new(sluice_automation::schedule::scheduler::SystemClock),
+        watch: false,
+        supervisor: None,
+    })
+    .await
+    .unwrap_or_else(|e| panic!("the service starts: {e:#}\n{config}"))
+}

@@ -233,6 +233,31 @@ async fn sluice_up_chaos_in_a_fresh_clone_remediates_every_fault_and_notifies() 
         .filter(|l| l.contains("\"level\":\"WARN\"") || l.contains("\"level\":\"ERROR\""))
         .collect();
     let warnings = warnings[warnings.len().saturating_sub(30)..].join("\n");
+    // The console the terminal points at shows those runs to a person who
+    // signs in with the token sluice up wrote.
+    let console = format!("{api}/ui/");
+    assert!(
+        transcript.contains(&format!("console           {console}")),
+        "{transcript}"
+    );
+    let page = if done.len() == RUNBOOKS.len() {
+        use sluice_tests::browser::{self, click, eval, fill, open, wait};
+        Some(
+            browser::run(vec![
+                open(&format!("{console}#/runs")),
+                fill("#token", token),
+                click("#signin-button"),
+                wait("document.getElementById('view').innerText.includes('circuit-breaker-reset')"),
+                eval("[...document.querySelectorAll('#view tbody tr')].map(r => r.innerText)"),
+                open(&format!("{console}#/")),
+                wait("document.getElementById('view').dataset.loaded === 'overview'"),
+                eval("document.getElementById('view').innerText"),
+            ])
+            .await,
+        )
+    } else {
+        None
+    };
     let (clean, left) = up.stop();
     for (rb, secs) in &done {
         println!(
@@ -256,6 +281,23 @@ async fn sluice_up_chaos_in_a_fresh_clone_remediates_every_fault_and_notifies() 
         "within {WITHIN:?} only {done:?}\nruns: {brief:#?}\nterminal:\n{transcript}\nnotifications: {:#?}\nservice warnings:\n{warnings}",
         slack_texts(&log)
     );
+    let page = page.expect("the console was opened");
+    let rows: Vec<&str> = page.results[4]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(J::as_str)
+        .collect();
+    for rb in RUNBOOKS {
+        assert!(
+            rows.iter()
+                .any(|r| r.contains(rb) && r.contains("succeeded") && r.contains("alert")),
+            "the console lists {rb}: {rows:#?}"
+        );
+    }
+    let overview = page.results[7].as_str().unwrap();
+    assert!(overview.contains("Scrape targets"), "{overview}");
+    assert!(page.errors.is_empty(), "console errors: {:#?}", page.errors);
     // The terminal told the story.
     for line in story {
         assert!(transcript.contains(line), "no `{line}` in:\n{transcript}");

@@ -51,6 +51,18 @@ pub struct Group {
     pub rules: Vec<GroupRule>,
     /// Series each rule wrote at its last successful evaluation.
     previous: Vec<HashSet<SeriesLabels>>,
+    /// When the group was last evaluated, how long it took, what failed.
+    pub last_eval: Option<LastEval>,
+}
+
+/// The last evaluation of a group (Prometheus's `lastEvaluation`,
+/// `evaluationTime` and per-rule `lastError`).
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct LastEval {
+    pub at_ms: i64,
+    pub took_ms: f64,
+    /// rule name → error of that evaluation.
+    pub errors: Vec<(String, String)>,
 }
 
 fn to_series(l: LabelSet) -> SeriesLabels {
@@ -78,6 +90,7 @@ impl Group {
             limit: g.limit,
             previous: vec![HashSet::new(); rules.len()],
             rules,
+            last_eval: None,
         }
     }
 

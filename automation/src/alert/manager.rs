@@ -206,7 +206,17 @@ impl RuleManager {
     /// Evaluates one group at `ts_ms`, publishes its events and saves its state.
     pub fn eval_group(&self, group: &Mutex<Group>, ts_ms: i64) -> GroupEvalReport {
         let mut g = group.lock().unwrap_or_else(|p| p.into_inner());
+        let began = std::time::Instant::now();
         let report = g.eval(ts_ms, self.engine.as_ref(), self.sink.as_ref(), &self.tmpl);
+        g.last_eval = Some(super::group::LastEval {
+            at_ms: ts_ms,
+            took_ms: began.elapsed().as_secs_f64() * 1e3,
+            errors: report
+                .errors
+                .iter()
+                .map(|(rule, e)| (rule.clone(), e.to_string()))
+                .collect(),
+        });
         for ev in &report.events {
             // No subscriber is not an error: events are also visible through `alerts()`.
             let _ = self.events.send(ev.clone());

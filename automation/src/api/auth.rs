@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
+use axum::http::Method;
 use axum::http::header::AUTHORIZATION;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -48,6 +49,8 @@ pub struct Principal {
 #[derive(Default)]
 pub struct TokenSet {
     entries: Vec<([u8; 32], Principal)>,
+    /// Console sign-ins made with these tokens.
+    pub sessions: super::session::Sessions,
 }
 
 impl std::fmt::Debug for TokenSet {
@@ -104,7 +107,7 @@ fn digest(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 
-fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
+pub(crate) fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
@@ -128,8 +131,10 @@ impl From<crate::config::Role> for Role {
     }
 }
 
-/// Middleware: 401 without a valid token, 403 with a token whose role is too
-/// low; otherwise the [`Principal`] is put in the request's extensions.
+/// Middleware: 401 without a valid token (or console session cookie), 403
+/// with one whose role is too low, or for a cookie-authenticated change
+/// without its CSRF token; otherwise the [`Principal`] is put in the
+/// request's extensions.
 pub async fn require(
     State(req_state): State<Requirement>,
     mut req: Request,
@@ -146,7 +151,13 @@ pub async fn require(
         });
         return next.run(req).await;
     }
-    match req_state.tokens.authenticate(header) {
+    let who = if header.is_none() && super::session::cookie(req.headers()).is_some() {
+        let mutating = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+        super::session::authenticate(&req_state.tokens, req.headers(), mutating)
+    } else {
+        req_state.tokens.authenticate(header)
+    };
+    match who {
         Ok(principal) => {
             if let Some(slot) = req.extensions().get::<super::audit::PrincipalSlot>() {
                 slot.set(principal.clone());

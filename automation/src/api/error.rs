@@ -15,6 +15,8 @@ pub enum ApiError {
     Unauthorized,
     #[error("this needs the {needed} role; the token has {have}")]
     Forbidden { needed: Role, have: Role },
+    #[error("a change made with a console session needs that session's X-CSRF-Token header")]
+    CsrfToken,
     #[error("{0} not found")]
     NotFound(String),
     #[error("{0}")]
@@ -32,7 +34,7 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
+            ApiError::Forbidden { .. } | ApiError::CsrfToken => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Conflict(_) => StatusCode::CONFLICT,

@@ -4,10 +4,14 @@
 pub mod alertmanager;
 pub mod audit;
 pub mod auth;
+pub mod console;
 pub mod error;
 pub mod openapi;
+pub mod run_events;
 pub mod service;
+pub mod session;
 pub mod signature;
+pub mod slack;
 
 pub use audit::{AuditEvent, AuditSink, JsonlAuditLog, MemoryAuditLog};
 pub use auth::{Principal, Role, TokenSet};

@@ -191,6 +191,59 @@ pub const ROUTES: &[RouteDoc] = &[
         "Instances, kill switch, last reload, scrape targets, maintenance windows.",
     ),
     r(
+        "GET",
+        "/api/v1/runs/{id}/events",
+        V,
+        "The run as Server-Sent Events: `run` events carry the document of GET /api/v1/runs/{id} whenever it changes; the stream ends after a final status.",
+    ),
+    r(
+        "GET",
+        "/api/v1/rules",
+        V,
+        "Rule groups: each rule's expression, `for`, labels, pending/firing counts, health and last error; each group's last evaluation.",
+    ),
+    r(
+        "GET",
+        "/api/v1/decisions",
+        V,
+        "Recent admission decisions of this instance (`runbook`, `limit`): why a trigger did or did not start a run.",
+    ),
+    r(
+        "POST",
+        "/api/v1/slack/interactions",
+        Access::Sender,
+        "Slack button clicks on approval requests (Slack's request signature; form-encoded `payload`).",
+    ),
+    r(
+        "GET",
+        "/ui/",
+        Access::Public,
+        "The web console (HTML; its data comes from this API).",
+    ),
+    RouteDoc {
+        body: Some(
+            || json!({"type": "object", "required": ["token"], "properties": {"token": {"type": "string"}}}),
+        ),
+        ..r(
+            "POST",
+            "/api/v1/session",
+            Access::Public,
+            "Console sign-in: exchanges an API token for an HttpOnly, SameSite=Strict session cookie; answers the principal and the session's CSRF token.",
+        )
+    },
+    r(
+        "GET",
+        "/api/v1/session",
+        Access::Public,
+        "The principal of the session cookie and its CSRF token, or `signed_in: false`.",
+    ),
+    r(
+        "DELETE",
+        "/api/v1/session",
+        Access::Public,
+        "Console sign-out (needs the session's X-CSRF-Token).",
+    ),
+    r(
         "POST",
         "/api/v1/reload",
         A,
@@ -239,7 +292,7 @@ pub fn document() -> J {
                 op["security"] = json!([]);
             }
             Access::Token(role) => {
-                op["security"] = json!([{"bearer": []}]);
+                op["security"] = json!([{"bearer": []}, {"session": []}]);
                 op["x-sluice-role"] = json!(role.to_string());
             }
             Access::Sender => {
@@ -264,6 +317,7 @@ pub fn document() -> J {
         "paths": paths,
         "components": {"securitySchemes": {
             "bearer": {"type": "http", "scheme": "bearer", "description": "A token from `api.tokens` (role viewer, operator or admin)."},
+            "session": {"type": "apiKey", "in": "cookie", "name": "sluice_session", "description": "A console session from POST /api/v1/session; a change also needs the session's CSRF token in X-CSRF-Token."},
             "signature": {"type": "apiKey", "in": "header", "name": "X-Sluice-Signature", "description": "sha256=<hex HMAC-SHA256 of the body>; with X-Sluice-Timestamp the signed text is `{timestamp}.{body}`."}
         }}
     })

@@ -13,7 +13,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{Value as J, json};
 
@@ -66,11 +66,14 @@ pub fn router(svc: Arc<Service>) -> Router {
         .route("/api/v1/runbooks/{name}", get(show_runbook))
         .route("/api/v1/runs", get(list_runs))
         .route("/api/v1/runs/{id}", get(show_run))
+        .route("/api/v1/runs/{id}/events", get(super::run_events::events))
         .route("/api/v1/alerts", get(list_alerts))
+        .route("/api/v1/rules", get(list_rules))
         .route("/api/v1/silences", get(list_silences))
         .route("/api/v1/schedules", get(list_schedules))
         .route("/api/v1/query", get(query))
         .route("/api/v1/status", get(status))
+        .route("/api/v1/decisions", get(list_decisions))
         .route_layer(layer(Role::Viewer));
     let operator = Router::new()
         .route("/api/v1/runbooks/{name}/runs", post(trigger_run))
@@ -105,13 +108,16 @@ pub fn router(svc: Arc<Service>) -> Router {
             "/api/openapi.json",
             get(|| async { Json(super::openapi::document()) }),
         )
-        .route("/api/v1/hooks/{name}", post(hook));
+        .route("/api/v1/hooks/{name}", post(hook))
+        .route(super::slack::PATH, post(super::slack::interactions));
     let sink: Arc<dyn AuditSink> = svc.audit.clone();
     Router::new()
         .merge(viewer)
         .merge(operator)
         .merge(admin)
         .merge(public)
+        .merge(super::console::router())
+        .merge(super::session::router(svc.tokens.clone()))
         .with_state(svc)
         .merge(super::alertmanager::router(intake))
         .layer(DefaultBodyLimit::max(super::MAX_BODY_BYTES))
@@ -231,8 +237,32 @@ async fn show_runbook(State(svc): Svc, Path(name): Path<String>) -> Result<Json<
             .map(|s| json!({"id": s.id.value.as_str(), "kind": s.kind.name, "idempotent": s.idempotent, "line": s.pos.line}))
             .collect::<Vec<_>>()
     );
+    out["graph"] = json!({"steps": step_tree(&r.steps), "on_failure": step_tree(&r.on_failure)});
     out["source"] = json!(rb.text);
     Ok(Json(out))
+}
+
+/// The steps as a tree (nesting of `parallel` / `for_each`), with what
+/// changes their flow: `if`, retries, timeouts, `continue_on_error`.
+fn step_tree(steps: &[crate::runbook::model::Step]) -> J {
+    J::Array(
+        steps
+            .iter()
+            .map(|s| {
+                json!({
+                    "id": s.id.value.as_str(),
+                    "kind": s.kind.name,
+                    "line": s.pos.line,
+                    "name": s.name,
+                    "if": s.when.as_ref().map(|w| w.value.clone()),
+                    "retry": s.retry.as_ref().map(|r| r.attempts),
+                    "timeout": s.timeout.map(|t| t.to_string()),
+                    "continue_on_error": s.continue_on_error,
+                    "children": step_tree(&s.children),
+                })
+            })
+            .collect(),
+    )
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -344,7 +374,30 @@ fn submitted(svc: &Service, out: crate::service::runner::Outcome) -> Result<Resp
 struct RunsQuery {
     runbook: Option<String>,
     status: Option<String>,
+    trigger: Option<String>,
+    fingerprint: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    /// The `next` of the previous page.
+    cursor: Option<String>,
     limit: Option<i64>,
+}
+
+/// An RFC 3339 instant from a query parameter.
+fn instant(field: &str, v: &Option<String>) -> Result<Option<DateTime<Utc>>, ApiError> {
+    v.as_deref()
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            DateTime::parse_from_rfc3339(s)
+                .map(|t| t.with_timezone(&Utc))
+                .map_err(|e| {
+                    ApiError::Invalid(vec![(
+                        field.into(),
+                        format!("`{s}` is not an RFC 3339 time: {e}"),
+                    )])
+                })
+        })
+        .transpose()
 }
 
 async fn list_runs(State(svc): Svc, Query(q): Query<RunsQuery>) -> Result<Json<J>, ApiError> {
@@ -356,25 +409,53 @@ async fn list_runs(State(svc): Svc, Query(q): Query<RunsQuery>) -> Result<Json<J
             format!("unknown status `{s}`"),
         )]));
     }
+    if let Some(fp) = &q.fingerprint
+        && (fp.is_empty() || !fp.bytes().all(|b| b.is_ascii_hexdigit()))
+    {
+        return Err(ApiError::Invalid(vec![(
+            "fingerprint".into(),
+            format!("`{fp}` is not an alert fingerprint (hex)"),
+        )]));
+    }
+    let after = match q.cursor.as_deref().filter(|c| !c.is_empty()) {
+        None => None,
+        Some(c) => {
+            let bad = || {
+                ApiError::Invalid(vec![(
+                    "cursor".into(),
+                    format!("`{c}` is not a `next` value of this listing"),
+                )])
+            };
+            let (t, id) = c.split_once('|').ok_or_else(bad)?;
+            let t = DateTime::parse_from_rfc3339(t).map_err(|_| bad())?;
+            Some((t.with_timezone(&Utc), id.to_string()))
+        }
+    };
+    let limit = q.limit.unwrap_or(50).clamp(1, 1000);
     let runs = svc
         .store
         .find_runs(&RunFilter {
-            runbook: q.runbook,
-            status: q.status,
-            limit: q.limit.unwrap_or(50),
+            runbook: q.runbook.filter(|s| !s.is_empty()),
+            status: q.status.filter(|s| !s.is_empty()),
+            trigger: q.trigger.filter(|s| !s.is_empty()),
+            fingerprint: q.fingerprint,
+            since: instant("since", &q.since)?,
+            until: instant("until", &q.until)?,
+            after,
+            limit,
         })
         .await
         .map_err(store_err)?;
-    Ok(Json(json!({ "runs": runs })))
+    // A full page may have more after it.
+    let next = (runs.len() as i64 == limit)
+        .then(|| runs.last())
+        .flatten()
+        .map(|r| format!("{}|{}", r.started_at, r.id));
+    Ok(Json(json!({ "runs": runs, "next": next })))
 }
 
 async fn show_run(State(svc): Svc, Path(id): Path<String>) -> Result<Json<J>, ApiError> {
-    let (run, steps) = svc.store.get_run(&id).await.map_err(store_err)?;
-    let approvals = svc.store.approvals_of(&id).await.map_err(store_err)?;
-    let active_here = svc.runner.active_runs().contains(&id);
-    Ok(Json(
-        json!({"run": run, "steps": steps, "approvals": approvals, "executing_here": active_here}),
-    ))
+    Ok(Json(super::run_events::document(&svc, &id).await?))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -436,6 +517,53 @@ async fn cancel(
     Ok((code, Json(json!({"run_id": id, "cancel": result}))).into_response())
 }
 
+/// Every rule group with its rules as written (expression, `for`, labels),
+/// each alerting rule's pending and firing alerts, and the group's last
+/// evaluation (when, how long, which rules failed and why).
+async fn list_rules(State(svc): Svc) -> Json<J> {
+    use crate::alert::AlertState;
+    use crate::alert::group::GroupRule;
+    let groups: Vec<J> = svc
+        .rules
+        .groups()
+        .iter()
+        .map(|g| {
+            let g = g.lock().unwrap_or_else(|p| p.into_inner());
+            let errors = g.last_eval.as_ref().map(|e| e.errors.clone()).unwrap_or_default();
+            let rules: Vec<J> = g
+                .rules
+                .iter()
+                .map(|r| {
+                    let error = errors.iter().find(|(n, _)| n == r.name()).map(|(_, e)| e.clone());
+                    match r {
+                        GroupRule::Alerting(a) => {
+                            let count = |st: AlertState| a.active_alerts().filter(|x| x.state == st).count();
+                            json!({
+                                "type": "alerting", "name": a.name, "expr": a.expr.to_string(),
+                                "for": crate::duration::Duration::from_millis(a.for_ms.max(0) as u64).to_string(),
+                                "labels": a.labels, "annotations": a.annotations,
+                                "pending": count(AlertState::Pending), "firing": count(AlertState::Firing),
+                                "health": if error.is_some() { "err" } else { "ok" }, "last_error": error,
+                            })
+                        }
+                        GroupRule::Recording(rr) => json!({
+                            "type": "recording", "name": rr.name, "expr": rr.expr.to_string(), "labels": rr.labels,
+                            "health": if error.is_some() { "err" } else { "ok" }, "last_error": error,
+                        }),
+                    }
+                })
+                .collect();
+            json!({
+                "name": g.name, "file": g.file, "interval_ms": g.interval_ms,
+                "last_evaluation": g.last_eval.as_ref().and_then(|e| DateTime::<Utc>::from_timestamp_millis(e.at_ms)).map(|t| t.to_rfc3339()),
+                "evaluation_ms": g.last_eval.as_ref().map(|e| e.took_ms),
+                "rules": rules,
+            })
+        })
+        .collect();
+    Json(json!({ "groups": groups }))
+}
+
 async fn list_alerts(State(svc): Svc) -> Json<J> {
     let fmt_ms =
         |ms: i64| chrono::DateTime::<Utc>::from_timestamp_millis(ms).map(|t| t.to_rfc3339());
@@ -483,30 +611,33 @@ async fn list_alerts(State(svc): Svc) -> Json<J> {
     Json(json!({ "alerts": out }))
 }
 
-async fn list_silences(State(svc): Svc) -> Json<J> {
+/// Silences from the store (shared by every instance, and kept whether or
+/// not this instance sends notifications), expired ones for a day.
+async fn list_silences(State(svc): Svc) -> Result<Json<J>, ApiError> {
     let now = Utc::now();
-    let list: Vec<J> = match &svc.dispatcher {
-        Some(d) => d
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .silences
-            .list()
-            .iter()
-            .map(|s| {
-                json!({
-                    "id": s.id,
-                    "matchers": s.matchers.iter().map(|m| m.to_string()).collect::<Vec<_>>(),
-                    "starts_at": s.starts_at.to_rfc3339(),
-                    "ends_at": s.ends_at.to_rfc3339(),
-                    "created_by": s.created_by,
-                    "comment": s.comment,
-                    "state": s.state(now),
-                })
+    let list: Vec<J> = svc
+        .store
+        .silences(now - chrono::Duration::days(1))
+        .await
+        .map_err(store_err)?
+        .into_iter()
+        .rev()
+        .map(|s| {
+            let state = crate::service::notifier::silence_of(&s).map(|x| x.state(now));
+            json!({
+                "id": s.id,
+                "matchers": s.matchers,
+                "starts_at": s.starts_at.to_rfc3339(),
+                "ends_at": s.ends_at.to_rfc3339(),
+                "created_by": s.created_by,
+                "comment": s.comment,
+                "state": state,
             })
-            .collect(),
-        None => Vec::new(),
-    };
-    Json(json!({ "silences": list, "maintenance_windows": svc.windows.status(now) }))
+        })
+        .collect();
+    Ok(Json(
+        json!({ "silences": list, "maintenance_windows": svc.windows.status(now) }),
+    ))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -743,6 +874,23 @@ async fn kill_switch(
     svc.set_kill_switch_local(b.on);
     tracing::warn!(by = %who.name, on = b.on, "Kill switch changed.");
     Ok(Json(json!({"kill_switch": b.on, "by": who.name})))
+}
+
+#[derive(Debug, Deserialize)]
+struct DecisionsQuery {
+    runbook: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn list_decisions(State(svc): Svc, Query(q): Query<DecisionsQuery>) -> Json<J> {
+    let limit = q
+        .limit
+        .unwrap_or(100)
+        .min(crate::service::decisions::CAPACITY);
+    Json(json!({
+        "decisions": svc.runner.decisions.recent(limit, q.runbook.as_deref()),
+        "capacity": crate::service::decisions::CAPACITY,
+    }))
 }
 
 #[derive(Debug, Deserialize)]

@@ -39,7 +39,10 @@ impl Channel {
     /// Its secret fields, for redaction.
     pub fn secrets(&self) -> Vec<&Secret> {
         match self {
-            Channel::Slack(s) => vec![&s.webhook_url],
+            Channel::Slack(s) => [&s.webhook_url, &s.bot_token, &s.signing_secret]
+                .into_iter()
+                .flatten()
+                .collect(),
             Channel::Email(e) => e.smtp.password.iter().collect(),
             Channel::Webhook(w) => {
                 let mut v: Vec<&Secret> = w.secret.iter().collect();
@@ -52,11 +55,43 @@ impl Channel {
     }
 }
 
+/// Slack, in one of two modes: an incoming webhook (`webhook_url`), or an
+/// app (`bot_token` + `channel`, posting through the Web API). An app with a
+/// `signing_secret` and `approvers` puts Approve / Reject buttons on approval
+/// requests; the clicks come back to `POST /api/v1/slack/interactions`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SlackChannel {
-    /// The incoming-webhook URL (a secret: it authorises posting).
-    pub webhook_url: Secret,
+    /// Incoming-webhook mode: the webhook URL (a secret: it authorises posting).
+    #[serde(default)]
+    pub webhook_url: Option<Secret>,
+    /// App mode: the bot token (`xoxb-…`, a secret).
+    #[serde(default)]
+    pub bot_token: Option<Secret>,
+    /// App mode: the conversation to post to (an ID such as `C0123ABCD`, or `#name`).
+    #[serde(default)]
+    pub channel: Option<String>,
+    /// App mode: the app's signing secret, which authenticates button clicks.
+    #[serde(default)]
+    pub signing_secret: Option<Secret>,
+    /// Slack user IDs allowed to approve or reject from Slack, each with the
+    /// name recorded on the run (`U012AB3CD: alice`). Nobody else can.
+    #[serde(default)]
+    pub approvers: BTreeMap<String, String>,
+    /// App mode: the Web API base (default `https://slack.com/api`).
+    #[serde(default = "default_slack_api")]
+    pub api_url: HttpUrl,
+}
+
+impl SlackChannel {
+    /// Whether approval requests on this channel carry buttons.
+    pub fn interactive(&self) -> bool {
+        self.bot_token.is_some() && self.signing_secret.is_some() && !self.approvers.is_empty()
+    }
+}
+
+fn default_slack_api() -> HttpUrl {
+    HttpUrl(url::Url::parse("https://slack.com/api").expect("valid URL"))
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -58,6 +58,9 @@ impl Config {
                         ));
                     }
                 }
+                crate::config::Channel::Slack(sl) => {
+                    slack(name, sl, &|f| at(&["channels", name, "slack", f]), &mut p);
+                }
                 _ => {}
             }
         }
@@ -233,6 +236,77 @@ impl Config {
                 ch.pos,
                 format!("unknown channel `{}`{hint}", ch.value),
             ));
+        }
+    }
+}
+
+/// A Slack channel is one mode or the other, and an interactive app has
+/// everything a click needs: who may click, and the secret that proves it.
+fn slack(
+    name: &str,
+    s: &crate::config::SlackChannel,
+    at: &dyn Fn(&str) -> Pos,
+    p: &mut Vec<DeError>,
+) {
+    let mut err = |field: &str, m: String| {
+        p.push(DeError::new(at(field), format!("channel `{name}`: {m}")));
+    };
+    match (&s.webhook_url, &s.bot_token) {
+        (None, None) => err(
+            "webhook_url",
+            "give `webhook_url` (incoming webhook) or `bot_token` and `channel` (a Slack app)"
+                .into(),
+        ),
+        (Some(_), Some(_)) => err(
+            "bot_token",
+            "give `webhook_url` or `bot_token`, not both".into(),
+        ),
+        (Some(_), None) => {
+            for (field, set) in [
+                ("channel", s.channel.is_some()),
+                ("signing_secret", s.signing_secret.is_some()),
+                ("approvers", !s.approvers.is_empty()),
+            ] {
+                if set {
+                    err(
+                        field,
+                        format!(
+                            "`{field}` needs a Slack app (`bot_token`); an incoming webhook posts to its own channel and has no buttons"
+                        ),
+                    );
+                }
+            }
+        }
+        (None, Some(_)) => {
+            if s.channel.as_deref().is_none_or(|c| c.trim().is_empty()) {
+                err(
+                    "channel",
+                    "a Slack app needs `channel` (an ID such as C0123ABCD, or #name) to post to"
+                        .into(),
+                );
+            }
+            match (&s.signing_secret, s.approvers.is_empty()) {
+                (Some(k), _) if k.expose().trim().is_empty() => {
+                    err("signing_secret", "`signing_secret` is empty".into());
+                }
+                (Some(_), true) => err(
+                    "approvers",
+                    "approval buttons need `approvers`: the Slack user IDs allowed to decide, each with the name recorded on the run".into(),
+                ),
+                (None, false) => err(
+                    "signing_secret",
+                    "`approvers` need the app's `signing_secret`, which proves a click came from Slack".into(),
+                ),
+                _ => {}
+            }
+            for id in s.approvers.keys() {
+                if !id.starts_with(['U', 'W']) || !id.chars().all(|c| c.is_ascii_alphanumeric()) {
+                    err(
+                        "approvers",
+                        format!("`{id}` is not a Slack user ID (U… or W…)"),
+                    );
+                }
+            }
         }
     }
 }

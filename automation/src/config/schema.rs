@@ -140,7 +140,14 @@ pub fn channel_schema() -> J {
     json!({
         "description": "A notification channel: `slack`, `email`, `webhook`, `pagerduty` or `teams` (docs/notifications.md).",
         "oneOf": [
-            kind("slack", object(&["webhook_url"], json!({"webhook_url": s("Incoming-webhook URL (a secret).")}))),
+            kind("slack", object(&[], json!({
+                "webhook_url": s("Incoming-webhook mode: the webhook URL (a secret)."),
+                "bot_token": s("App mode: the bot token, xoxb-… (a secret); posts through chat.postMessage."),
+                "channel": s("App mode: the conversation to post to (C0123ABCD or #name)."),
+                "signing_secret": s("App mode: the signing secret that authenticates button clicks (a secret)."),
+                "approvers": {"type": "object", "additionalProperties": {"type": "string"}, "description": "Slack user IDs allowed to approve or reject from Slack → the name recorded on the run. With signing_secret, approval requests carry Approve / Reject buttons."},
+                "api_url": {"type": "string", "default": "https://slack.com/api"}
+            }))),
             kind("email", object(&["smtp", "from", "to"], json!({
                 "smtp": object(&["host"], json!({
                     "host": s("SMTP server."),

@@ -6,7 +6,7 @@
 //!
 //! | kind | file | what it sends |
 //! |---|---|---|
-//! | `slack` | slack.rs | incoming webhook, Block Kit header + section, text fallback |
+//! | `slack` | slack.rs | incoming webhook or app (Web API), Block Kit header + section, text fallback; Approve / Reject buttons on approval requests (app mode) |
 //! | `email` | email.rs | SMTP (STARTTLS, TLS, plain on loopback), text + HTML |
 //! | `webhook` | webhook.rs | documented JSON, HMAC-SHA256 signed |
 //! | `pagerduty` | pagerduty.rs | Events API v2: trigger / acknowledge / resolve by dedup key |
@@ -58,6 +58,16 @@ pub struct Event {
     pub link: Option<String>,
     /// What it is about: the runbook or alert name.
     pub source: Option<String>,
+    /// The approval an [`EventKind::Approval`] message asks for (channels
+    /// that can take the decision put buttons on it).
+    pub approval: Option<ApprovalRef>,
+}
+
+/// One approval request: the run and the step that waits.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ApprovalRef {
+    pub run_id: String,
+    pub step: String,
 }
 
 /// One notification.

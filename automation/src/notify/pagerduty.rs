@@ -119,6 +119,7 @@ mod tests {
                 severity: Some("critical".into()),
                 link: Some("http://sluice/runs/r1".into()),
                 source: Some("failover".into()),
+                approval: None,
             },
         }
     }

@@ -14,6 +14,7 @@ use tokio::sync::broadcast::error::RecvError;
 use tracing::{debug, warn};
 
 use super::Service;
+use super::decisions::DecisionEntry;
 use super::runner::{Decision, Submission};
 use crate::alert::{AlertEvent, AlertEventKind, AlertSource, AlertState};
 use crate::runbook::template::Escape;
@@ -153,6 +154,18 @@ pub fn trigger(svc: &Arc<Service>, ev: &AlertEvent) {
                 svc.metrics
                     .trigger_decisions
                     .inc(&[&runbook, Decision::Maintenance.as_str()]);
+                svc.runner.decisions.push(DecisionEntry {
+                    at: Utc::now(),
+                    detail: Some(format!(
+                        "maintenance window `{window}` is open (alert {})",
+                        ev.name
+                    )),
+                    runbook,
+                    trigger: "alert".into(),
+                    decision: Decision::Maintenance,
+                    run_id: None,
+                    scope: Some(ev.fingerprint.clone()),
+                });
                 continue;
             }
             TriggerStart::Submit(sub) => sub,

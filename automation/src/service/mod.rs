@@ -8,6 +8,7 @@
 //! [`library::Library`] holds what is loaded, loops live in their own files.
 
 pub mod alerts;
+pub mod decisions;
 pub mod lease;
 pub mod library;
 pub mod maintenance;

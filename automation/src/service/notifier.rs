@@ -210,6 +210,7 @@ pub fn message(n: &Notification) -> Message {
             source: alerts
                 .first()
                 .and_then(|a| a.labels.get("alertname").cloned()),
+            approval: None,
         },
     }
 }

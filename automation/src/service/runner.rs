@@ -19,6 +19,7 @@ use serde_json::{Value as J, json};
 use tokio::sync::{Notify, Semaphore};
 use tracing::{error, info, warn};
 
+use super::decisions::{DecisionEntry, DecisionLog};
 use super::library::LoadedRunbook;
 use super::metrics::ServiceMetrics;
 use crate::exec::context::Services;
@@ -175,6 +176,8 @@ pub struct Runner {
     pub owner: String,
     pub guards: Guards,
     pub metrics: Arc<ServiceMetrics>,
+    /// Recent admission decisions ("why didn't it run?").
+    pub decisions: DecisionLog,
     active: Mutex<HashMap<String, Active>>,
     tasks: Mutex<HashMap<u64, tokio::task::AbortHandle>>,
     next_task: std::sync::atomic::AtomicU64,
@@ -201,6 +204,7 @@ impl Runner {
             owner,
             guards: Guards::new(),
             metrics,
+            decisions: DecisionLog::default(),
             active: Mutex::new(HashMap::new()),
             tasks: Mutex::new(HashMap::new()),
             next_task: std::sync::atomic::AtomicU64::new(0),
@@ -239,19 +243,47 @@ impl Runner {
 
     /// Starts (or queues, or refuses) a run.
     pub async fn submit(self: &Arc<Self>, sub: Submission) -> Outcome {
-        let name = sub.runbook.name().to_string();
+        let entry = DecisionEntry {
+            at: Utc::now(),
+            runbook: sub.runbook.name().to_string(),
+            trigger: sub.trigger.clone(),
+            decision: Decision::Error,
+            run_id: None,
+            detail: None,
+            scope: sub.scope.clone(),
+        };
+        let out = self.admit(sub).await;
+        if out.decision == Decision::Error {
+            error!(runbook = %entry.runbook, error = ?out.detail, "Could not start a run.");
+        }
+        self.decided(&entry.runbook, out.decision);
+        self.decisions.push(DecisionEntry {
+            decision: out.decision,
+            run_id: out.run_id.clone(),
+            detail: out.detail.clone(),
+            ..entry
+        });
+        out
+    }
+
+    async fn admit(self: &Arc<Self>, sub: Submission) -> Outcome {
         // A delivery seen before answers with its run, whatever the guards say now.
         if let Some(claim) = &sub.claim {
             match self.store.run_by_claim(claim).await {
                 Ok(Some(first)) => {
-                    self.decided(&name, Decision::Deduplicated);
-                    return Outcome::of(Decision::Deduplicated, Some(first.id), None);
+                    return Outcome::of(
+                        Decision::Deduplicated,
+                        Some(first.id),
+                        Some(format!("trigger claim `{claim}` was seen before")),
+                    );
                 }
                 Ok(None) => {}
                 Err(e) => {
-                    error!(runbook = %name, error = %e, "Could not check a trigger claim.");
-                    self.decided(&name, Decision::Error);
-                    return Outcome::of(Decision::Error, None, Some(e.to_string()));
+                    return Outcome::of(
+                        Decision::Error,
+                        None,
+                        Some(format!("could not check a trigger claim: {e}")),
+                    );
                 }
             }
         }
@@ -259,12 +291,7 @@ impl Runner {
             Some(scope) => self.submit_guarded(sub, scope).await,
             None => self.submit_manual(sub).await,
         };
-        let out = out.unwrap_or_else(|e| {
-            error!(runbook = %name, error = %e, "Could not start a run.");
-            Outcome::of(Decision::Error, None, Some(e.to_string()))
-        });
-        self.decided(&name, out.decision);
-        out
+        out.unwrap_or_else(|e| Outcome::of(Decision::Error, None, Some(e.to_string())))
     }
 
     async fn submit_manual(self: &Arc<Self>, sub: Submission) -> Result<Outcome, StoreError> {
@@ -310,7 +337,15 @@ impl Runner {
         }
         match self.guards.admit(&key, &policy, Instant::now()) {
             Admission::Start => {}
-            Admission::SkipActive => return Ok(Outcome::of(Decision::Active, None, None)),
+            Admission::SkipActive => {
+                return Ok(Outcome::of(
+                    Decision::Active,
+                    None,
+                    Some(format!(
+                        "a run of `{name}` for this scope is active (concurrency: skip)"
+                    )),
+                ));
+            }
             Admission::Queued => return self.enqueue(&sub, &scope).await,
             Admission::Cooldown { remaining } => {
                 return Ok(Outcome::of(
@@ -321,9 +356,21 @@ impl Runner {
             }
             Admission::Escalate { runs_in_window } => {
                 self.escalate(&sub, &scope, runs_in_window).await;
-                return Ok(Outcome::of(Decision::Escalated, None, None));
+                return Ok(Outcome::of(
+                    Decision::Escalated,
+                    None,
+                    Some(format!(
+                        "{runs_in_window} runs in the max_runs window: people were told instead"
+                    )),
+                ));
             }
-            Admission::KillSwitch => return Ok(Outcome::of(Decision::KillSwitch, None, None)),
+            Admission::KillSwitch => {
+                return Ok(Outcome::of(
+                    Decision::KillSwitch,
+                    None,
+                    Some("the kill switch is on: no automatic start".into()),
+                ));
+            }
         }
         let result = self.confirm(&sub, &scope, &key, &policy).await;
         if !matches!(&result, Ok(o) if o.decision == Decision::Started) {
@@ -394,7 +441,13 @@ impl Runner {
             if n >= count {
                 unlock().await;
                 self.escalate(sub, scope, n).await;
-                return Ok(Outcome::of(Decision::Escalated, None, None));
+                return Ok(Outcome::of(
+                    Decision::Escalated,
+                    None,
+                    Some(format!(
+                        "{n} runs in the max_runs window: people were told instead"
+                    )),
+                ));
             }
         }
         match self

@@ -44,21 +44,57 @@ fn parse_ts(s: &str) -> Result<DateTime<Utc>, StoreError> {
 pub struct RunFilter {
     pub runbook: Option<String>,
     pub status: Option<String>,
+    /// `manual`, `alert`, `schedule`, `webhook`, …
+    pub trigger: Option<String>,
+    /// Runs started for the alert with this fingerprint (lowercase hex).
+    pub fingerprint: Option<String>,
+    /// Started at or after this instant.
+    pub since: Option<DateTime<Utc>>,
+    /// Started before this instant.
+    pub until: Option<DateTime<Utc>>,
+    /// Paging: only runs after this one in the listing order (newest first),
+    /// given as the last row's `(started_at, id)`.
+    pub after: Option<(DateTime<Utc>, String)>,
     pub limit: i64,
 }
 
 impl Store {
     /// Newest runs first, optionally of one runbook and/or status.
     pub async fn find_runs(&self, f: &RunFilter) -> Result<Vec<RunRecord>, StoreError> {
+        // Timestamps are stored as fixed-width RFC 3339 text (milliseconds,
+        // UTC), so text order is time order in both databases. The
+        // fingerprint is matched in the request document, whose JSON text
+        // has no spaces; only hex reaches the LIKE pattern.
         let sql = format!(
             "SELECT {RUN_COLUMNS} FROM runs WHERE ($1 IS NULL OR runbook = $1) AND ($2 IS NULL OR status = $2) \
-             ORDER BY started_at DESC, id DESC LIMIT $3"
+             AND ($3 IS NULL OR trigger_kind = $3) AND ($4 IS NULL OR request LIKE $4) \
+             AND ($5 IS NULL OR started_at >= $5) AND ($6 IS NULL OR started_at < $6) \
+             AND ($7 IS NULL OR started_at < $7 OR (started_at = $7 AND id < $8)) \
+             ORDER BY started_at DESC, id DESC LIMIT $9"
         );
+        let fingerprint = f
+            .fingerprint
+            .as_deref()
+            .filter(|fp| !fp.is_empty() && fp.bytes().all(|b| b.is_ascii_hexdigit()))
+            .map(|fp| format!("%\"fingerprint\":\"{}\"%", fp.to_ascii_lowercase()));
+        if f.fingerprint.is_some() && fingerprint.is_none() {
+            return Ok(Vec::new());
+        }
+        let (after_ts, after_id) = match &f.after {
+            Some((t, id)) => (Some(ts(*t)), Some(id.as_str())),
+            None => (None, None),
+        };
         let mut out = Vec::new();
         on_pool!(self, p => {
             for row in sqlx::query(AssertSqlSafe(sql.clone()))
                 .bind(f.runbook.as_deref())
                 .bind(f.status.as_deref())
+                .bind(f.trigger.as_deref())
+                .bind(fingerprint.as_deref())
+                .bind(f.since.map(ts))
+                .bind(f.until.map(ts))
+                .bind(after_ts.as_deref())
+                .bind(after_id)
                 .bind(f.limit.clamp(1, 1000))
                 .fetch_all(p)
                 .await?

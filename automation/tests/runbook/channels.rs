@@ -247,4 +247,40 @@ async fn a_channel_without_its_routing_key_or_with_a_short_secret_is_refused_wit
         e.contains("unknown field `webhook`, did you mean `webhook_url`?"),
         "{e}"
     );
+    // Slack: one mode or the other, and an interactive app complete.
+    let e = parse("channels:\n  s:\n    slack: {}\n");
+    assert!(
+        e.starts_with("s.yaml:3:")
+            && e.contains("give `webhook_url` (incoming webhook) or `bot_token`"),
+        "{e}"
+    );
+    let e = parse(
+        "channels:\n  s:\n    slack:\n      webhook_url: http://x\n      approvers: {U1: alice}\n",
+    );
+    assert!(
+        e.starts_with("s.yaml:5:") && e.contains("`approvers` needs a Slack app"),
+        "{e}"
+    );
+    let e = parse(
+        "channels:\n  s:\n    slack:\n      bot_token: xoxb-1\n      channel: C1\n      approvers: {U1: alice}\n",
+    );
+    assert!(
+        e.contains("`approvers` need the app's `signing_secret`"),
+        "{e}"
+    );
+    let e = parse(
+        "channels:\n  s:\n    slack:\n      bot_token: xoxb-1\n      signing_secret: abc\n      approvers: {alice: alice}\n",
+    );
+    assert!(e.contains("a Slack app needs `channel`"), "{e}");
+    assert!(e.contains("`alice` is not a Slack user ID"), "{e}");
+    let e = parse(
+        "channels:\n  s:\n    slack:\n      bot_token: xoxb-1\n      channel: C1\n      signing_secret: abc\n",
+    );
+    assert!(e.contains("approval buttons need `approvers`"), "{e}");
+    assert_eq!(
+        parse(
+            "channels:\n  s:\n    slack: {bot_token: xoxb-1, channel: C1, signing_secret: abc, approvers: {U0ALICE: alice}}\n"
+        ),
+        ""
+    );
 }

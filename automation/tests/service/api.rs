@@ -420,3 +420,62 @@ async fn kill_switch_stops_automatic_runs_but_not_people() {
     );
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn runs_are_filtered_and_paged_on_the_server() {
+    let s = TestService::start("", &[("runbooks/echo.yaml", ECHO)]).await;
+    let mut ids = Vec::new();
+    for who in ["a", "b", "c", "d", "e"] {
+        let id = s.trigger("echo", json!({"who": who})).await;
+        s.wait_final(&id).await;
+        ids.push(id);
+    }
+    // Pages of two, newest first, with no run twice or missing.
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..5 {
+        let q = match &cursor {
+            Some(c) => format!("/api/v1/runs?runbook=echo&limit=2&cursor={}", urlencode(c)),
+            None => "/api/v1/runs?runbook=echo&limit=2".to_string(),
+        };
+        let (st, page) = s.get(&q).await;
+        assert_eq!(st, StatusCode::OK, "{page}");
+        for r in page["runs"].as_array().unwrap() {
+            seen.push(r["id"].as_str().unwrap().to_string());
+        }
+        match page["next"].as_str() {
+            Some(n) => cursor = Some(n.to_string()),
+            None => break,
+        }
+    }
+    let mut newest_first = ids.clone();
+    newest_first.reverse();
+    assert_eq!(seen, newest_first);
+
+    // Trigger and time filters.
+    let (_, none) = s.get("/api/v1/runs?trigger=alert").await;
+    assert_eq!(none["runs"].as_array().unwrap().len(), 0);
+    let (_, manual) = s.get("/api/v1/runs?trigger=manual").await;
+    assert_eq!(manual["runs"].as_array().unwrap().len(), 5);
+    let (_, future) = s.get("/api/v1/runs?since=2999-01-01T00:00:00Z").await;
+    assert_eq!(future["runs"].as_array().unwrap().len(), 0);
+    let (_, past) = s
+        .get("/api/v1/runs?until=2999-01-01T00:00:00Z&since=2000-01-01T00:00:00%2B01:00")
+        .await;
+    assert_eq!(past["runs"].as_array().unwrap().len(), 5);
+    // Bad values are named.
+    for (q, field) in [
+        ("since=yesterday", "since"),
+        ("fingerprint=%25%27", "fingerprint"),
+        ("cursor=nonsense", "cursor"),
+    ] {
+        let (st, body) = s.get(&format!("/api/v1/runs?{q}")).await;
+        assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{q}: {body}");
+        assert_eq!(body["fields"][0]["field"], field, "{body}");
+    }
+    s.stop().await;
+}
+
+fn urlencode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}

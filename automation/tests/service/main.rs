@@ -3,6 +3,7 @@
 //! instances on PostgreSQL) live in the workspace `tests/` crate.
 
 mod api;
+mod console;
 mod durability;
 mod ecosystem;
 mod harness;

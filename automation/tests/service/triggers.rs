@@ -102,6 +102,51 @@ async fn a_burst_of_duplicate_webhook_alerts_starts_exactly_one_run_per_fingerpr
     })
     .await;
     assert_eq!(s.runs("remediate").await.len(), 10);
+    // Why did the re-send not run? The decision log says, with the time left.
+    let (st, d) = s.get("/api/v1/decisions?runbook=remediate&limit=500").await;
+    assert_eq!(st, StatusCode::OK, "{d}");
+    let d = d["decisions"].as_array().unwrap().clone();
+    let cooldown = &d[0];
+    assert_eq!(cooldown["decision"], "cooldown", "{cooldown:#}");
+    assert_eq!(cooldown["trigger"], "alert");
+    assert!(
+        cooldown["detail"].as_str().unwrap().ends_with(" left"),
+        "{cooldown:#}"
+    );
+    let started: std::collections::BTreeSet<&str> = d
+        .iter()
+        .filter(|x| x["decision"] == "started")
+        .map(|x| x["run_id"].as_str().unwrap())
+        .collect();
+    let runs = s.runs("remediate").await;
+    let ids: std::collections::BTreeSet<&str> =
+        runs.iter().map(|r| r["id"].as_str().unwrap()).collect();
+    assert_eq!(started, ids);
+    // Every decision counted in the metrics is in the log, refusals included.
+    let (_, m) = s.call("GET", "/metrics", None, None).await;
+    let counted: f64 = m
+        .as_str()
+        .unwrap()
+        .lines()
+        .filter(|l| l.starts_with("sluice_trigger_decisions_total{runbook=\"remediate\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert_eq!(d.len() as f64, counted, "{d:#?}");
+    assert!(d.len() >= 11, "refusals are logged: {}", d.len());
+    assert!(d.iter().all(|x| x["runbook"] == "remediate"));
+    // The runs of one alert are found by its fingerprint on the server.
+    let one = &runs[0];
+    let fp = one["request"]["fingerprint"].as_str().unwrap();
+    let (_, found) = s
+        .get(&format!("/api/v1/runs?trigger=alert&fingerprint={fp}"))
+        .await;
+    let found = found["runs"].as_array().unwrap();
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert_eq!(found[0]["id"], one["id"]);
+    assert_eq!(
+        s.call("GET", "/api/v1/decisions", None, None).await.0,
+        StatusCode::UNAUTHORIZED
+    );
     s.stop().await;
 }
 
@@ -181,6 +226,30 @@ steps:
     let firing = &alerts["alerts"][0];
     assert_eq!(firing["state"], "firing", "{alerts:#}");
     assert_eq!(firing["labels"]["room"], "a");
+    // The rule as the console's Alerts page shows it.
+    let (_, rules) = s.get("/api/v1/rules").await;
+    let g = &rules["groups"][0];
+    assert_eq!(g["name"], "t", "{rules:#}");
+    assert!(g["last_evaluation"].is_string(), "{g:#}");
+    assert!(g["evaluation_ms"].as_f64().unwrap() >= 0.0);
+    let r = &g["rules"][0];
+    assert_eq!(
+        (
+            &r["type"],
+            &r["name"],
+            &r["expr"],
+            &r["health"],
+            &r["firing"]
+        ),
+        (
+            &json!("alerting"),
+            &json!("TooHot"),
+            &json!("test_temperature > 10"),
+            &json!("ok"),
+            &json!(1)
+        ),
+        "{r:#}"
+    );
     eventually(15, "the notification arrived", || async {
         !slack.posts().is_empty()
     })

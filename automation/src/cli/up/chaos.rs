@@ -152,8 +152,8 @@ impl Chaos {
             .store
             .find_runs(&RunFilter {
                 runbook: Some(runbook.to_string()),
-                status: None,
                 limit: 50,
+                ..RunFilter::default()
             })
             .await
             .unwrap_or_default()

@@ -75,9 +75,8 @@ pub async fn watch(
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let filter = RunFilter {
-        runbook: None,
-        status: None,
         limit: 25,
+        ..RunFilter::default()
     };
     // Runs from earlier `sluice up` sessions are history, not news.
     let mut seen: BTreeSet<String> = svc

@@ -103,14 +103,7 @@ impl Action for ApprovalConfig {
                 "{}\nApprove: sluice approve {run_id}\nReject: sluice approve {run_id} --reject",
                 self.message
             );
-            super::notify::run_event(
-                cx.services,
-                cx.run,
-                "needs approval",
-                &channels,
-                Some(&text),
-            )
-            .await;
+            super::notify::approval_request(cx.services, cx.run, cx.path, &channels, &text).await;
 
             // The clock runs from the request, so a restart does not extend the wait.
             let requested = store

@@ -154,6 +154,40 @@ pub async fn run_event(
     if channels.is_empty() {
         return;
     }
+    let msg = run_message(services, run, event, detail);
+    send_all(services, run, channels, &msg).await;
+}
+
+/// Asks `channels` to approve step `path` of `run`; channels that can take
+/// the decision (a Slack app) add buttons bound to this request.
+pub async fn approval_request(
+    services: &Services,
+    run: &RunState,
+    path: &str,
+    channels: &[At<String>],
+    question: &str,
+) {
+    if channels.is_empty() {
+        return;
+    }
+    let mut msg = run_message(services, run, "needs approval", Some(question));
+    msg.event.approval = Some(crate::notify::ApprovalRef {
+        run_id: run.id.clone(),
+        step: path.to_string(),
+    });
+    send_all(services, run, channels, &msg).await;
+}
+
+async fn send_all(services: &Services, run: &RunState, channels: &[At<String>], msg: &Message) {
+    for ch in channels {
+        if let Err(e) = send(services, ch, msg).await {
+            warn!(run_id = %run.id, channel = %ch.value, error = %e, "Run notification failed.");
+        }
+    }
+}
+
+/// The message telling that `run` started / succeeded / … with `detail` below.
+fn run_message(services: &Services, run: &RunState, event: &str, detail: Option<&str>) -> Message {
     let name = &run.runbook.name.value;
     let mut text = format!(
         "Runbook `{name}` {event} (run {}, trigger by {}).",
@@ -173,7 +207,7 @@ pub async fn run_event(
         "failed" | "cancelled" | "interrupted" => EventKind::RunFailed,
         _ => EventKind::Info,
     };
-    let msg = Message {
+    Message {
         title: format!("Sluice: {name} {event}"),
         text: services.redactor.text(&text),
         html: None,
@@ -183,11 +217,6 @@ pub async fn run_event(
             link: services.run_url(&run.id),
             ..run_alert(run)
         },
-    };
-    for ch in channels {
-        if let Err(e) = send(services, ch, &msg).await {
-            warn!(run_id = %run.id, channel = %ch.value, error = %e, "Run notification failed.");
-        }
     }
 }
 
