@@ -3,7 +3,11 @@
 //!
 //! `${NAME}` in any string is replaced by the environment variable `NAME`
 //! (`$${` writes a literal `${`); a missing variable is an error at its
-//! position. Tokens, passwords and webhook URLs are [`Secret`]s.
+//! position. `${FILE:path}` is replaced by a file's content (relative to the
+//! config file's folder; one trailing newline dropped), the container
+//! secrets convention (`/run/secrets/…`), and `${CREDENTIAL:name}` by the
+//! systemd credential `name` (`$CREDENTIALS_DIRECTORY/name`, from the unit's
+//! `LoadCredential=`). Tokens, passwords and webhook URLs are [`Secret`]s.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -301,7 +305,8 @@ impl Config {
             Diagnostic::new(path, pos.line as usize, pos.column as usize, msg)
         };
         let node = yaml::parse(text).map_err(|e| vec![diag(e.pos, e.message)])?;
-        let node = substitute_env(&node, env).map_err(|e| vec![diag(e.pos, e.message)])?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let node = substitute_env(&node, env, base).map_err(|e| vec![diag(e.pos, e.message)])?;
         let mut config: Config = if node.value == yaml::Value::Null {
             Config::default()
         } else {
@@ -365,12 +370,58 @@ impl Config {
     }
 }
 
-/// Replaces `${NAME}` in every string scalar.
-fn substitute_env(node: &Node, env: &dyn Fn(&str) -> Option<String>) -> Result<Node, DeError> {
-    node.try_map_str(&mut |s, pos| expand(s, env).map_err(|m| DeError::new(pos, m)))
+/// Replaces `${NAME}`, `${FILE:path}` and `${CREDENTIAL:name}` in every string scalar.
+fn substitute_env(
+    node: &Node,
+    env: &dyn Fn(&str) -> Option<String>,
+    base: &Path,
+) -> Result<Node, DeError> {
+    node.try_map_str(&mut |s, pos| expand(s, env, base).map_err(|m| DeError::new(pos, m)))
 }
 
-fn expand(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+/// Largest secret file read.
+const MAX_SECRET_FILE: u64 = 64 * 1024;
+
+/// A secret file's content without its one trailing newline.
+fn secret_file(path: &Path) -> Result<String, String> {
+    let shown = path.display();
+    let meta =
+        std::fs::metadata(path).map_err(|e| format!("cannot read secret file `{shown}`: {e}"))?;
+    if !meta.is_file() || meta.len() > MAX_SECRET_FILE {
+        return Err(format!(
+            "secret file `{shown}` is not a regular file of at most {MAX_SECRET_FILE} bytes"
+        ));
+    }
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read secret file `{shown}`: {e}"))?;
+    let text = text.strip_suffix('\n').unwrap_or(&text);
+    Ok(text.strip_suffix('\r').unwrap_or(text).to_string())
+}
+
+/// What `${…}` names: an environment variable, a file or a systemd credential.
+fn lookup(name: &str, env: &dyn Fn(&str) -> Option<String>, base: &Path) -> Result<String, String> {
+    if let Some(file) = name.strip_prefix("FILE:") {
+        if file.is_empty() {
+            return Err("`${FILE:}` names no file".into());
+        }
+        return secret_file(&base.join(file));
+    }
+    if let Some(cred) = name.strip_prefix("CREDENTIAL:") {
+        if cred.is_empty() || cred.contains('/') || cred == ".." {
+            return Err(format!("invalid systemd credential name `{cred}`"));
+        }
+        let dir = env("CREDENTIALS_DIRECTORY").ok_or_else(|| {
+            format!("`${{CREDENTIAL:{cred}}}` needs $CREDENTIALS_DIRECTORY (set by systemd for a unit with LoadCredential=)")
+        })?;
+        return secret_file(&Path::new(&dir).join(cred));
+    }
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err(format!("invalid environment variable name `{name}`"));
+    }
+    env(name).ok_or_else(|| format!("environment variable `{name}` is not set"))
+}
+
+fn expand(s: &str, env: &dyn Fn(&str) -> Option<String>, base: &Path) -> Result<String, String> {
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
     while let Some(i) = rest.find('$') {
@@ -383,13 +434,7 @@ fn expand(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, Strin
             let end = tail
                 .find('}')
                 .ok_or_else(|| "unterminated `${` (write `$${` for a literal)".to_string())?;
-            let name = &tail[..end];
-            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                return Err(format!("invalid environment variable name `{name}`"));
-            }
-            let value =
-                env(name).ok_or_else(|| format!("environment variable `{name}` is not set"))?;
-            out.push_str(&value);
+            out.push_str(&lookup(&tail[..end], env, base)?);
             rest = &tail[end + 1..];
         } else {
             out.push('$');
@@ -439,6 +484,52 @@ mod tests {
         let msg = errs[0].to_string();
         assert!(msg.starts_with("s.yaml:3:"), "{msg}");
         assert!(msg.contains("intervall"), "{msg}");
+    }
+
+    #[test]
+    fn secrets_come_from_files_and_systemd_credentials_and_stay_masked() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("token"), "file-s3cret\n").unwrap();
+        let creds = dir.path().join("creds");
+        std::fs::create_dir(&creds).unwrap();
+        std::fs::write(
+            creds.join("slack"),
+            "https://hooks.slack.com/services/T/B/cred",
+        )
+        .unwrap();
+        let path = dir.path().join("sluice.yaml");
+        let creds_dir = creds.display().to_string();
+        let env = move |n: &str| (n == "CREDENTIALS_DIRECTORY").then(|| creds_dir.clone());
+        let text = "targets:\n  primary:\n    url: http://x\n    token: ${FILE:token}\nchannels:\n  ops:\n    slack: {webhook_url: '${CREDENTIAL:slack}'}\n";
+        let cfg = Config::parse(&path, text, &env).unwrap();
+        assert_eq!(
+            cfg.targets["primary"].token.as_ref().unwrap().expose(),
+            "file-s3cret"
+        );
+        let Channel::Slack(s) = &cfg.channels["ops"] else {
+            panic!("slack")
+        };
+        assert!(s.webhook_url.as_ref().unwrap().expose().ends_with("/cred"));
+        assert!(!format!("{cfg:?}").contains("file-s3cret"));
+        assert_eq!(cfg.redactor().text("t=file-s3cret"), "t=***");
+
+        // A missing file, a credential name with a slash, no credentials dir.
+        for (value, want) in [
+            ("${FILE:nope}", "cannot read secret file"),
+            ("${CREDENTIAL:../token}", "invalid systemd credential name"),
+        ] {
+            let text = format!("targets:\n  primary:\n    url: http://x\n    token: '{value}'\n");
+            let errs = Config::parse(&path, &text, &env).unwrap_err();
+            let msg = errs[0].to_string();
+            assert!(msg.contains(":4:") && msg.contains(want), "{msg}");
+        }
+        let text = "targets:\n  primary:\n    url: http://x\n    token: ${CREDENTIAL:slack}\n";
+        let errs = Config::parse(&path, text, &|_| None).unwrap_err();
+        assert!(
+            errs[0].to_string().contains("LoadCredential="),
+            "{}",
+            errs[0]
+        );
     }
 
     #[test]
@@ -505,6 +596,9 @@ mod tests {
 
     #[test]
     fn literal_dollar_brace() {
-        assert_eq!(expand("a$${b}c $x", &env).unwrap(), "a${b}c $x");
+        assert_eq!(
+            expand("a$${b}c $x", &env, Path::new(".")).unwrap(),
+            "a${b}c $x"
+        );
     }
 }
