@@ -7,7 +7,7 @@ use chrono::{TimeZone, Utc};
 use serde_json::{Value as J, json};
 use sluice_automation::exec::executor::{RunStatus, new_run_id};
 use sluice_automation::store::{
-    NewRun, RunFilter, SilenceRecord, StepEnd, StepStart, Store, StoreError,
+    ApprovalPolicy, NewRun, RunFilter, SilenceRecord, StepEnd, StepStart, Store, StoreError,
 };
 use sluice_tests::postgres::Postgres;
 
@@ -197,11 +197,16 @@ async fn store_contract(store: &Store) {
 
     // Approvals: asking twice keeps one request; a decision is recorded once.
     store
-        .request_approval(&a, "gate", "Reset all breakers?")
+        .request_approval(
+            &a,
+            "gate",
+            "Reset all breakers?",
+            &ApprovalPolicy::default(),
+        )
         .await
         .unwrap();
     store
-        .request_approval(&a, "gate", "asked again")
+        .request_approval(&a, "gate", "asked again", &ApprovalPolicy::default())
         .await
         .unwrap();
     let pending = store.pending_approvals().await.unwrap();
@@ -237,7 +242,7 @@ async fn store_contract(store: &Store) {
     ));
     assert_eq!(store.approval(&a, "other").await.unwrap(), None);
     store
-        .request_approval(&b, "gate", "timeout?")
+        .request_approval(&b, "gate", "timeout?", &ApprovalPolicy::default())
         .await
         .unwrap();
     assert_eq!(
@@ -248,6 +253,44 @@ async fn store_contract(store: &Store) {
         ["gate"]
     );
     assert!(store.pending_approvals().await.unwrap().is_empty());
+
+    // A policy kept with the request: only the approvers decide, and the
+    // run's starter may reject but not approve.
+    let c = format!("{a}-policy");
+    store
+        .create_run(&new_run(&c, &json!({}), None, 50))
+        .await
+        .unwrap();
+    let policy = ApprovalPolicy {
+        approvers: Some(vec!["alice".into(), "dave".into()]),
+        not_by: Some("dave".into()),
+    };
+    store
+        .request_approval(&c, "gate", "go?", &policy)
+        .await
+        .unwrap();
+    let kept = store.approval(&c, "gate").await.unwrap().unwrap();
+    assert_eq!(
+        (kept.approvers.clone(), kept.not_by.clone()),
+        (policy.approvers.clone(), policy.not_by.clone())
+    );
+    assert!(matches!(
+        store.decide(&c, true, "mallory", None).await,
+        Err(StoreError::NotAnApprover { .. })
+    ));
+    assert!(matches!(
+        store.decide(&c, true, "dave", None).await,
+        Err(StoreError::SelfApproval { .. })
+    ));
+    assert_eq!(
+        store.approval(&c, "gate").await.unwrap().unwrap().status,
+        "pending",
+        "a refused decision changes nothing"
+    );
+    assert_eq!(
+        store.decide(&c, true, "alice", None).await.unwrap(),
+        ["gate"]
+    );
 }
 
 /// Runs `n` copies of `attempt(i)` at once, alternating between the two

@@ -17,6 +17,9 @@ pub enum ApiError {
     Forbidden { needed: Role, have: Role },
     #[error("a change made with a console session needs that session's X-CSRF-Token header")]
     CsrfToken,
+    /// Refused by a policy other than the role (an approval's approvers).
+    #[error("{0}")]
+    NotAllowed(String),
     #[error("{0} not found")]
     NotFound(String),
     #[error("{0}")]
@@ -34,7 +37,9 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden { .. } | ApiError::CsrfToken => StatusCode::FORBIDDEN,
+            ApiError::Forbidden { .. } | ApiError::CsrfToken | ApiError::NotAllowed(_) => {
+                StatusCode::FORBIDDEN
+            }
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Conflict(_) => StatusCode::CONFLICT,

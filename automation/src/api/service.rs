@@ -36,6 +36,9 @@ fn store_err(e: StoreError) -> ApiError {
         StoreError::NoPendingApproval(id) => {
             ApiError::Conflict(format!("run `{id}` has no approval waiting for a decision"))
         }
+        e @ (StoreError::NotAnApprover { .. } | StoreError::SelfApproval { .. }) => {
+            ApiError::NotAllowed(e.to_string())
+        }
         other => ApiError::Internal(other.into()),
     }
 }

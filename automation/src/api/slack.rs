@@ -210,6 +210,12 @@ pub async fn interactions(
                 None => "This run has no approval waiting".to_string(),
             }
         }
+        Err(e @ (StoreError::NotAnApprover { .. } | StoreError::SelfApproval { .. })) => {
+            // The step's own approvers or its self-approval rule say no.
+            warn!(run_id = %click.run_id, by = %approver, error = %e, "A Slack approval was refused by the step's policy.");
+            tell(&svc, &click, &format!("Not decided: {e}."));
+            return Ok(StatusCode::FORBIDDEN.into_response());
+        }
         Err(StoreError::NoSuchRun(id)) => return Err(ApiError::NotFound(format!("run `{id}`"))),
         Err(e) => return Err(ApiError::Internal(e.into())),
     };

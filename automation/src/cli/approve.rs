@@ -50,7 +50,11 @@ pub fn run(args: ApproveArgs) -> anyhow::Result<ExitCode> {
                 println!("{verb} {} ({})", args.run_id, paths.join(", "));
                 Ok(ExitCode::Success)
             }
-            Err(e @ StoreError::NoPendingApproval(_)) => {
+            Err(
+                e @ (StoreError::NoPendingApproval(_)
+                | StoreError::NotAnApprover { .. }
+                | StoreError::SelfApproval { .. }),
+            ) => {
                 eprintln!("sluice: {e}");
                 Ok(ExitCode::Invalid)
             }

@@ -28,6 +28,12 @@ pub enum StoreError {
     NoSuchRun(String),
     #[error("run `{0}` has no approval waiting for a decision")]
     NoPendingApproval(String),
+    /// The approval names who may decide it, and `who` is not one of them.
+    #[error("{who} may not decide this approval (approvers: {allowed})")]
+    NotAnApprover { who: String, allowed: String },
+    /// The step refuses self-approval and `who` started the run.
+    #[error("{who} started this run and may not approve it (the step refuses self-approval)")]
+    SelfApproval { who: String },
     #[error("corrupt record: {0}")]
     Corrupt(String),
     #[error("run store writer: {0}")]
@@ -234,6 +240,37 @@ pub struct ApprovalRecord {
     pub decided_by: Option<String>,
     pub decided_at: Option<String>,
     pub comment: Option<String>,
+    /// Only these may decide (None: anyone with the operator role).
+    pub approvers: Option<Vec<String>>,
+    /// This one may not approve (the run's starter, when self-approval is refused).
+    pub not_by: Option<String>,
+}
+
+/// Who may decide an approval, fixed when it is asked.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ApprovalPolicy {
+    pub approvers: Option<Vec<String>>,
+    pub not_by: Option<String>,
+}
+
+impl ApprovalRecord {
+    /// Whether `who` may take this decision (rejecting one's own run is fine).
+    pub fn allows(&self, who: &str, approve: bool) -> Result<(), StoreError> {
+        if let Some(list) = &self.approvers
+            && !list.iter().any(|a| a == who)
+        {
+            return Err(StoreError::NotAnApprover {
+                who: who.to_string(),
+                allowed: list.join(", "),
+            });
+        }
+        if approve && self.not_by.as_deref() == Some(who) {
+            return Err(StoreError::SelfApproval {
+                who: who.to_string(),
+            });
+        }
+        Ok(())
+    }
 }
 
 fn ts(t: DateTime<Utc>) -> String {
@@ -253,8 +290,8 @@ const RUN_COLUMNS: &str = "id, runbook, status, trigger_kind, who, params, paren
      owner, guard_key, claim, request, source, queued_at";
 const STEP_COLUMNS: &str =
     "path, kind, status, inputs, outputs, logs, error, attempts, started_at, finished_at, pgid";
-const APPROVAL_COLUMNS: &str =
-    "run_id, step_path, message, status, requested_at, decided_by, decided_at, comment";
+const APPROVAL_COLUMNS: &str = "run_id, step_path, message, status, requested_at, decided_by, decided_at, comment, \
+     approvers, not_by";
 
 macro_rules! run_record {
     ($row:expr) => {{
@@ -311,6 +348,17 @@ macro_rules! approval_record {
             decided_by: row.try_get("decided_by")?,
             decided_at: row.try_get("decided_at")?,
             comment: row.try_get("comment")?,
+            approvers: {
+                let text: Option<String> = row.try_get("approvers")?;
+                match text {
+                    Some(t) => Some(
+                        serde_json::from_str(&t)
+                            .map_err(|e| StoreError::Corrupt(format!("approvers: {e}")))?,
+                    ),
+                    None => None,
+                }
+            },
+            not_by: row.try_get("not_by")?,
         }
     }};
 }
@@ -676,10 +724,16 @@ impl Store {
         run_id: &str,
         step_path: &str,
         message: &str,
+        policy: &ApprovalPolicy,
     ) -> Result<(), StoreError> {
-        let sql = "INSERT INTO approvals (run_id, step_path, message, status, requested_at) \
-                   VALUES ($1, $2, $3, 'pending', $4) ON CONFLICT (run_id, step_path) DO NOTHING";
-        on_pool!(self, p => { sqlx::query(sql).bind(run_id).bind(step_path).bind(message).bind(ts(Utc::now())).execute(p).await?; });
+        let sql = "INSERT INTO approvals (run_id, step_path, message, status, requested_at, approvers, not_by) \
+                   VALUES ($1, $2, $3, 'pending', $4, $5, $6) ON CONFLICT (run_id, step_path) DO NOTHING";
+        let approvers = policy
+            .approvers
+            .as_ref()
+            .map(|a| serde_json::to_string(a).expect("strings serialize"));
+        on_pool!(self, p => { sqlx::query(sql).bind(run_id).bind(step_path).bind(message).bind(ts(Utc::now()))
+            .bind(approvers.as_deref()).bind(policy.not_by.as_deref()).execute(p).await?; });
         Ok(())
     }
 
@@ -721,6 +775,12 @@ impl Store {
         comment: Option<&str>,
     ) -> Result<Vec<String>, StoreError> {
         let status = if approve { "approved" } else { "rejected" };
+        // A person's decision: each waiting approval's policy must allow it.
+        for a in self.pending_approvals().await? {
+            if a.run_id == run_id {
+                a.allows(who, approve)?;
+            }
+        }
         self.decide_as(run_id, status, who, comment).await
     }
 

@@ -9,7 +9,10 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use sqlx::{AssertSqlSafe, Row};
 
-use super::{ApprovalRecord, Pool, RUN_COLUMNS, RunRecord, Store, StoreError, parse_json, ts};
+use super::{
+    APPROVAL_COLUMNS, ApprovalRecord, Pool, RUN_COLUMNS, RunRecord, Store, StoreError, parse_json,
+    ts,
+};
 use crate::exec::executor::RunStatus;
 
 /// One service instance and its lease.
@@ -441,11 +444,12 @@ impl Store {
 
     /// Approvals of one run, in request order.
     pub async fn approvals_of(&self, run_id: &str) -> Result<Vec<ApprovalRecord>, StoreError> {
-        let sql = "SELECT run_id, step_path, message, status, requested_at, decided_by, decided_at, comment \
-                   FROM approvals WHERE run_id = $1 ORDER BY requested_at";
+        let sql = format!(
+            "SELECT {APPROVAL_COLUMNS} FROM approvals WHERE run_id = $1 ORDER BY requested_at"
+        );
         let mut out = Vec::new();
         on_pool!(self, p => {
-            for row in sqlx::query(sql).bind(run_id).fetch_all(p).await? {
+            for row in sqlx::query(AssertSqlSafe(sql.clone())).bind(run_id).fetch_all(p).await? {
                 out.push(approval_record!(&row));
             }
         });

@@ -271,6 +271,63 @@ async fn approvals_through_the_api_record_who_and_why() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn an_approval_names_its_approvers_and_can_refuse_self_approval() {
+    const GUARDED: &str = r#"
+name: guarded
+steps:
+  - id: ask
+    approval: {message: "go?", approvers: [root], self_approval: false}
+  - id: after
+    exec: {argv: [echo, done]}
+"#;
+    let s = TestService::start("", &[("runbooks/guarded.yaml", GUARDED)]).await;
+    // Started by root (the admin token), the only approver.
+    let (st, body) = s
+        .call(
+            "POST",
+            "/api/v1/runbooks/guarded/runs",
+            Some(ADMIN),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::ACCEPTED, "{body}");
+    let id = body["run_id"].as_str().unwrap().to_string();
+    s.wait_run(&id, |b| b["run"]["status"] == "waiting_approval")
+        .await;
+    let decide = |verb: &'static str, token: &'static str| {
+        let path = format!("/api/v1/runs/{id}/{verb}");
+        let s = &s;
+        async move { s.call("POST", &path, Some(token), None).await }
+    };
+    // An operator who is not an approver; the starter approving their own run.
+    let (st, body) = decide("approve", OPERATOR).await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("alice may not decide"),
+        "{body}"
+    );
+    let (st, body) = decide("approve", ADMIN).await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("started this run"),
+        "{body}"
+    );
+    let (_, run) = s.get(&format!("/api/v1/runs/{id}")).await;
+    assert_eq!(run["approvals"][0]["status"], "pending", "nothing decided");
+    assert_eq!(run["approvals"][0]["approvers"], json!(["root"]));
+    // Rejecting one's own run is allowed.
+    let (st, body) = decide("reject", ADMIN).await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    let run = s.wait_final(&id).await;
+    assert_eq!(run["run"]["status"], "failed", "{run:#}");
+    assert_eq!(run["approvals"][0]["decided_by"], "root");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn cancel_kills_the_running_step_and_runs_on_failure() {
     let marker_dir = tempfile::tempdir().unwrap();
     let pidfile = marker_dir.path().join("pid");

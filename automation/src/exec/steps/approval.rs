@@ -30,7 +30,9 @@ pub const KIND: Kind = Kind {
                 "message": {"type": "string", "description": "What is being approved."},
                 "channels": {"type": "array", "items": {"type": "string"}, "description": "Also ask these channels (besides notify.on_approval)."},
                 "timeout": {"type": "string", "description": "Take `default` after this long."},
-                "default": {"type": "string", "enum": ["approve", "reject"], "default": "reject"}
+                "default": {"type": "string", "enum": ["approve", "reject"], "default": "reject"},
+                "approvers": {"type": "array", "items": {"type": "string"}, "description": "Only these may decide (API token names; Slack approvers by their mapped name). Default: anyone with the operator role."},
+                "self_approval": {"type": "boolean", "default": true, "description": "With false, the person who started the run may not approve it (rejecting stays possible)."}
             }
         })
     },
@@ -54,6 +56,16 @@ pub struct ApprovalConfig {
     pub timeout: Option<Duration>,
     #[serde(default)]
     pub default: Decision,
+    /// Only these names may decide.
+    #[serde(default)]
+    pub approvers: Option<Vec<String>>,
+    /// Whether the run's starter may approve it.
+    #[serde(default = "yes")]
+    pub self_approval: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn parse(_: &'static str, node: &Node, lenient: bool) -> Result<Box<dyn Action>, DeError> {
@@ -92,8 +104,12 @@ impl Action for ApprovalConfig {
                 .set_run_status(run_id, RunStatus::WaitingApproval)
                 .await
                 .map_err(err)?;
+            let policy = crate::store::ApprovalPolicy {
+                approvers: self.approvers.clone(),
+                not_by: (!self.self_approval).then(|| cx.run.who.clone()),
+            };
             store
-                .request_approval(run_id, cx.path, &self.message)
+                .request_approval(run_id, cx.path, &self.message, &policy)
                 .await
                 .map_err(err)?;
             cx.log(format!("waiting for approval: run `sluice approve {run_id}` or `sluice approve {run_id} --reject`"));
