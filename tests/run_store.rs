@@ -7,7 +7,8 @@ use chrono::{TimeZone, Utc};
 use serde_json::{Value as J, json};
 use sluice_automation::exec::executor::{RunStatus, new_run_id};
 use sluice_automation::store::{
-    ApprovalPolicy, NewRun, RunFilter, SilenceRecord, StepEnd, StepStart, Store, StoreError,
+    ApprovalPolicy, DeliveryRecord, NewRun, RunFilter, SilenceRecord, StepEnd, StepStart, Store,
+    StoreError,
 };
 use sluice_tests::postgres::Postgres;
 
@@ -291,6 +292,30 @@ async fn store_contract(store: &Store) {
         store.decide(&c, true, "alice", None).await.unwrap(),
         ["gate"]
     );
+
+    // Deliveries about a run, in order, with their outcome.
+    for (i, ok) in [(0, true), (1, false)] {
+        store
+            .record_delivery(&DeliveryRecord {
+                run_id: c.clone(),
+                at: at(60 + i),
+                channel: format!("ch{i}"),
+                event: "run_failed".into(),
+                ok,
+                attempts: 1 + i,
+                error: (!ok).then(|| "HTTP 404".to_string()),
+            })
+            .await
+            .unwrap();
+    }
+    let d = store.deliveries_of(&c).await.unwrap();
+    assert_eq!(
+        d.iter()
+            .map(|d| (d.channel.as_str(), d.ok, d.attempts, d.error.as_deref()))
+            .collect::<Vec<_>>(),
+        [("ch0", true, 1, None), ("ch1", false, 2, Some("HTTP 404"))]
+    );
+    assert!(store.deliveries_of(&a).await.unwrap().is_empty());
 }
 
 /// Runs `n` copies of `attempt(i)` at once, alternating between the two

@@ -32,13 +32,17 @@ fn store_err(e: StoreError) -> ApiError {
     }
 }
 
-/// The run document: the run, its steps, its approvals, and whether it
-/// executes on this instance.
+/// The run document: the run, its steps, its approvals, the notifications
+/// sent about it, and whether it executes on this instance.
 pub async fn document(svc: &Service, id: &str) -> Result<J, ApiError> {
     let (run, steps) = svc.store.get_run(id).await.map_err(store_err)?;
     let approvals = svc.store.approvals_of(id).await.map_err(store_err)?;
+    let deliveries = svc.store.deliveries_of(id).await.map_err(store_err)?;
     let active_here = svc.runner.active_runs().iter().any(|r| r == id);
-    Ok(json!({"run": run, "steps": steps, "approvals": approvals, "executing_here": active_here}))
+    Ok(json!({
+        "run": run, "steps": steps, "approvals": approvals,
+        "deliveries": deliveries, "executing_here": active_here,
+    }))
 }
 
 fn is_final(doc: &J) -> bool {

@@ -157,22 +157,23 @@ pub fn delay(attempt: u32, e: &NotifyError) -> Duration {
         .unwrap_or_else(|| Duration::from_millis(500) * 2u32.pow(attempt.saturating_sub(1).min(6)))
 }
 
-/// Delivers `msg` on `ch` with the one retry policy; error text is redacted.
+/// Delivers `msg` on `ch` with the one retry policy; error text is
+/// redacted. Either way, how many attempts it took.
 pub async fn deliver(
     http: &reqwest::Client,
     redactor: &Redactor,
     ch: &Channel,
     msg: &Message,
-) -> Result<u32, NotifyError> {
+) -> (u32, Result<(), NotifyError>) {
     let n = notifier(ch);
     let mut attempt = 1;
     loop {
         match n.send(http, msg).await {
-            Ok(()) => return Ok(attempt),
+            Ok(()) => return (attempt, Ok(())),
             Err(mut e) => {
                 e.message = redactor.text(&e.message);
                 if !e.recoverable || attempt >= ATTEMPTS {
-                    return Err(e);
+                    return (attempt, Err(e));
                 }
                 tokio::time::sleep(delay(attempt, &e)).await;
                 attempt += 1;

@@ -26,7 +26,7 @@ use crate::exec::context::Services;
 use crate::exec::executor::{
     CancelHandle, Resume, RunError, RunRequest, RunStatus, execute, new_run_id,
 };
-use crate::exec::steps::notify::{Message, send};
+use crate::exec::steps::notify::{Message, send, send_about};
 use crate::runbook::Runbook;
 use crate::runbook::model::Concurrency as ModelConcurrency;
 use crate::runbook::template::Escape;
@@ -1028,7 +1028,7 @@ impl Runner {
                 },
             };
             for ch in &channels {
-                let result = send(&self.services, ch, &msg).await;
+                let result = send_about(&self.services, &rec.id, ch, &msg).await;
                 self.metrics
                     .notifications
                     .inc(&[ch.as_str(), if result.is_ok() { "ok" } else { "failed" }]);

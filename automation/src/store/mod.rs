@@ -823,4 +823,4 @@ impl Store {
 mod service;
 mod writer;
 
-pub use service::{InstanceRecord, RunFilter, SilenceRecord};
+pub use service::{DeliveryRecord, InstanceRecord, RunFilter, SilenceRecord};

@@ -468,3 +468,60 @@ impl Store {
             .await
     }
 }
+
+/// One notification sent about a run, and how it went.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DeliveryRecord {
+    pub run_id: String,
+    pub at: DateTime<Utc>,
+    pub channel: String,
+    /// `run_started`, `run_failed`, `approval`, `info` (the notify step), …
+    pub event: String,
+    pub ok: bool,
+    pub attempts: i64,
+    /// Why it failed (redacted).
+    pub error: Option<String>,
+}
+
+impl Store {
+    pub async fn record_delivery(&self, d: &DeliveryRecord) -> Result<(), StoreError> {
+        let sql = "INSERT INTO deliveries (run_id, at, channel, event, ok, attempts, error) \
+                   VALUES ($1, $2, $3, $4, $5, $6, $7)";
+        on_pool!(self, p => {
+            sqlx::query(sql)
+                .bind(&d.run_id)
+                .bind(ts(d.at))
+                .bind(&d.channel)
+                .bind(&d.event)
+                .bind(i64::from(d.ok))
+                .bind(d.attempts)
+                .bind(d.error.as_deref())
+                .execute(p)
+                .await?;
+        });
+        Ok(())
+    }
+
+    /// The notifications sent about a run, oldest first.
+    pub async fn deliveries_of(&self, run_id: &str) -> Result<Vec<DeliveryRecord>, StoreError> {
+        let sql = "SELECT run_id, at, channel, event, ok, attempts, error FROM deliveries \
+                   WHERE run_id = $1 ORDER BY at";
+        let mut out = Vec::new();
+        on_pool!(self, p => {
+            for row in sqlx::query(sql).bind(run_id).fetch_all(p).await? {
+                let at: String = row.try_get("at")?;
+                let ok: i64 = row.try_get("ok")?;
+                out.push(DeliveryRecord {
+                    run_id: row.try_get("run_id")?,
+                    at: parse_ts(&at)?,
+                    channel: row.try_get("channel")?,
+                    event: row.try_get("event")?,
+                    ok: ok != 0,
+                    attempts: row.try_get("attempts")?,
+                    error: row.try_get("error")?,
+                });
+            }
+        });
+        Ok(out)
+    }
+}

@@ -536,3 +536,64 @@ async fn runs_are_filtered_and_paged_on_the_server() {
 fn urlencode(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_notification_about_a_run_is_recorded_on_it_with_its_outcome() {
+    let slack = Recorder::start().await;
+    let config = format!(
+        "channels:\n  ops: {{slack: {{webhook_url: \"{ok}\"}}}}\n  gone: {{slack: {{webhook_url: \"http://{addr}/gone\"}}}}\n",
+        ok = slack.url(),
+        addr = slack.addr
+    );
+    const NOISY: &str = r#"
+name: noisy
+notify: {on_start: [ops], on_failure: [gone, ops]}
+steps:
+  - id: tell
+    notify: {channels: [ops], text: "working on it"}
+  - id: fail
+    exec: {argv: ["false"]}
+"#;
+    let s = TestService::start(&config, &[("runbooks/noisy.yaml", NOISY)]).await;
+    let id = s.trigger("noisy", json!({})).await;
+    let run = s.wait_final(&id).await;
+    assert_eq!(run["run"]["status"], "failed", "{run:#}");
+    // The failure notices go out after the run is final.
+    eventually(10, "four deliveries on the run", || async {
+        let (_, r) = s.get(&format!("/api/v1/runs/{id}")).await;
+        r["deliveries"].as_array().is_some_and(|d| d.len() == 4)
+    })
+    .await;
+    let got = s.get(&format!("/api/v1/runs/{id}")).await.1["deliveries"].clone();
+    let rows: Vec<(String, String, bool)> = got
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["channel"].as_str().unwrap().to_string(),
+                d["event"].as_str().unwrap().to_string(),
+                d["ok"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    let want = |c: &str, e: &str, ok: bool| (c.to_string(), e.to_string(), ok);
+    assert_eq!(
+        rows,
+        vec![
+            want("ops", "run_started", true),
+            want("ops", "info", true),
+            want("gone", "run_failed", false),
+            want("ops", "run_failed", true),
+        ],
+        "{got:#}"
+    );
+    let failed = &got[2];
+    assert!(
+        failed["error"].as_str().unwrap().contains("404"),
+        "{failed:#}"
+    );
+    assert_eq!(failed["attempts"], 1, "a 404 is not retried");
+    assert_eq!(slack.posts().len(), 3);
+    s.stop().await;
+}

@@ -304,6 +304,11 @@ async function run(id) {
       duration(s.started_at, s.finished_at), s.error || "",
       h("details", {}, h("summary", {}, "inputs / outputs"), h("div", {}, "inputs"), pre(s.inputs), h("div", {}, "outputs"), pre(s.outputs))]),
     "No step has started."));
+  if (r.deliveries && r.deliveries.length) {
+    out.push(h("h2", {}, "Notifications"), table(["at", "channel", "event", "outcome", "attempts", "error"],
+      r.deliveries.map((d) => [when(d.at), d.channel, d.event, badge(d.ok ? "ok" : "failed"), d.attempts, d.error || ""]),
+      "No notification was sent."));
+  }
   const decided = r.approvals.filter((a) => a.status !== "pending");
   if (decided.length) {
     out.push(h("h2", {}, "Approvals"), table(["step", "decision", "by", "at", "comment"],

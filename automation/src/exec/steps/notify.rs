@@ -92,7 +92,7 @@ impl Action for NotifyConfig {
             let mut failures = Vec::new();
             let mut permanent = false;
             for name in &self.channels {
-                match send(cx.services, name, &msg).await {
+                match send_about(cx.services, &cx.run.id, name, &msg).await {
                     Ok(()) => {
                         cx.log(format!("sent to {}", name.value));
                         sent.push(json!({"channel": name.value, "ok": true}));
@@ -120,6 +120,26 @@ impl Action for NotifyConfig {
 /// Sends one message to a named channel through the one delivery policy
 /// ([`crate::notify::deliver`]); in a rehearsal it is recorded instead.
 pub async fn send(services: &Services, channel: &str, msg: &Message) -> Result<(), StepError> {
+    deliver(services, None, channel, msg).await
+}
+
+/// [`send`], and the delivery recorded on run `run_id` (channel, event,
+/// outcome, attempts), so "was anyone told?" is answered on the run.
+pub async fn send_about(
+    services: &Services,
+    run_id: &str,
+    channel: &str,
+    msg: &Message,
+) -> Result<(), StepError> {
+    deliver(services, Some(run_id), channel, msg).await
+}
+
+async fn deliver(
+    services: &Services,
+    run_id: Option<&str>,
+    channel: &str,
+    msg: &Message,
+) -> Result<(), StepError> {
     if let Some(r) = &services.rehearsal {
         r.notify(channel, &msg.title, &services.redactor.text(&msg.text));
         return Ok(());
@@ -129,16 +149,33 @@ pub async fn send(services: &Services, channel: &str, msg: &Message) -> Result<(
             "unknown channel `{channel}` (define it under `channels:` in sluice.yaml)"
         ))
     })?;
-    crate::notify::deliver(&services.http, &services.redactor, ch, msg)
-        .await
-        .map(|_| ())
-        .map_err(|e| {
-            if e.recoverable {
-                StepError::transient(e.message)
-            } else {
-                StepError::permanent(e.message)
-            }
-        })
+    let (attempts, result) =
+        crate::notify::deliver(&services.http, &services.redactor, ch, msg).await;
+    if let (Some(run_id), Some(store)) = (run_id, &services.store) {
+        let event = serde_json::to_value(msg.event.kind)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_else(|| "info".into());
+        let rec = crate::store::DeliveryRecord {
+            run_id: run_id.to_string(),
+            at: chrono::Utc::now(),
+            channel: channel.to_string(),
+            event,
+            ok: result.is_ok(),
+            attempts: i64::from(attempts),
+            error: result.as_ref().err().map(|e| e.message.clone()),
+        };
+        if let Err(e) = store.record_delivery(&rec).await {
+            warn!(run_id, channel, error = %e, "Could not record a notification on its run.");
+        }
+    }
+    result.map_err(|e| {
+        if e.recoverable {
+            StepError::transient(e.message)
+        } else {
+            StepError::permanent(e.message)
+        }
+    })
 }
 
 /// Tells `channels` that a run started / succeeded / failed / waits for
@@ -180,7 +217,7 @@ pub async fn approval_request(
 
 async fn send_all(services: &Services, run: &RunState, channels: &[At<String>], msg: &Message) {
     for ch in channels {
-        if let Err(e) = send(services, ch, msg).await {
+        if let Err(e) = send_about(services, &run.id, ch, msg).await {
             warn!(run_id = %run.id, channel = %ch.value, error = %e, "Run notification failed.");
         }
     }
