@@ -58,6 +58,26 @@ fn ms(rfc3339: &J) -> i64 {
         .timestamp_millis()
 }
 
+/// `sluice replay` with the rules and runbooks under `d`, the source `args`
+/// adds, and JSON output: the report.
+fn replay_json(d: &Path, args: impl FnOnce(&mut Command)) -> J {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_sluice-under-test"));
+    c.arg("replay")
+        .arg("--rules")
+        .arg(d.join("alerts"))
+        .arg("--runbooks")
+        .arg(d.join("runbooks"));
+    args(&mut c);
+    let out = c.args(["--format", "json"]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
+}
+
 /// One firing seen live: labels, fired at (the evaluation), resolved at (first poll without it).
 #[derive(Debug)]
 struct Firing {
@@ -223,26 +243,12 @@ alerting:
     // The replay of the recording.
     let recording = d.join("recording.om");
     write(&recording, &target.recording.lock().unwrap());
-    let out = Command::new(env!("CARGO_BIN_EXE_sluice-under-test"))
-        .arg("replay")
-        .arg("--config")
-        .arg(&cfg)
-        .arg("--rules")
-        .arg(d.join("alerts"))
-        .arg("--runbooks")
-        .arg(d.join("runbooks"))
-        .arg("--openmetrics")
-        .arg(&recording)
-        .args(["--format", "json"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: J = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+    let report = replay_json(d, |c| {
+        c.arg("--config")
+            .arg(&cfg)
+            .arg("--openmetrics")
+            .arg(&recording);
+    });
     let events = report["events"].as_array().unwrap();
     let alerts: Vec<&J> = events.iter().filter(|e| e["kind"] == "alert").collect();
     let fired: Vec<&J> = alerts
@@ -316,4 +322,168 @@ alerting:
         text.contains("suppressed: cooldown (1h, last run "),
         "{text}"
     );
+}
+
+/// A rule Prometheus 2.42 and Sluice both read (no `keep_firing_for`).
+const PROM_RULES: &str = r#"groups:
+  - name: demo
+    interval: 1s
+    rules:
+      - alert: DemoDown
+        expr: demo_up == 0
+        for: 2s
+        labels: {severity: critical}
+"#;
+
+/// The real Prometheus scrapes a loopback target whose value the test flips
+/// and evaluates the rule itself; `sluice replay --prometheus` then reads the
+/// same range back through the query API and must report one firing with
+/// the labels of Prometheus's own `ALERTS` series, firing and resolving
+/// within two evaluation steps of it, and the run that would start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_from_a_real_prometheus_matches_its_alerts() {
+    struct Guard(std::process::Child);
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let up = Arc::new(AtomicU64::new(1));
+    let u = up.clone();
+    let app = axum::Router::new().route(
+        "/metrics",
+        get(move || {
+            let v = u.load(Ordering::SeqCst);
+            async move { format!("# TYPE demo_up gauge\ndemo_up{{target=\"primary\"}} {v}\n") }
+        }),
+    );
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    write(&d.join("alerts/demo.yaml"), PROM_RULES);
+    write(&d.join("runbooks/demo-fix.yaml"), RUNBOOK);
+    write(
+        &d.join("prometheus.yml"),
+        &format!(
+            "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\nrule_files: ['{}']\nscrape_configs:\n  - job_name: demo\n    static_configs: [{{targets: ['127.0.0.1:{port}']}}]\n",
+            d.join("alerts/demo.yaml").display()
+        ),
+    );
+    let prom_port = sluice_tests::net::free_port();
+    let prom = format!("http://127.0.0.1:{prom_port}");
+    let _prom = Guard(
+        Command::new("/usr/bin/prometheus")
+            .arg(format!(
+                "--config.file={}",
+                d.join("prometheus.yml").display()
+            ))
+            .arg(format!("--storage.tsdb.path={}", d.join("tsdb").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
+            .arg("--log.level=warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start Prometheus (Debian package `prometheus`, see .ci/install)"),
+    );
+    let http = sluice_tests::net::client();
+    let query = |q: String| {
+        let http = http.clone();
+        let prom = prom.clone();
+        async move {
+            let r = http
+                .get(format!("{prom}/api/v1/query"))
+                .query(&[("query", q)])
+                .send()
+                .await
+                .ok()?;
+            r.json::<J>().await.ok()
+        }
+    };
+    sluice_tests::net::eventually(
+        "Prometheus scraping the target",
+        Duration::from_secs(30),
+        || async {
+            let b = query("up{job=\"demo\"}".into()).await?;
+            (b["data"]["result"][0]["value"][1] == "1").then_some(())
+        },
+    )
+    .await;
+
+    // Up, down long enough to fire, up again.
+    let start = chrono::Utc::now().timestamp();
+    for (secs, v) in [(4u64, 1u64), (8, 0), (6, 1)] {
+        up.store(v, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_secs(secs)).await;
+    }
+    let end = chrono::Utc::now().timestamp();
+    // Prometheus's own view: the firing ALERTS series, second by second.
+    let range: J = http
+        .get(format!("{prom}/api/v1/query_range"))
+        .query(&[
+            (
+                "query",
+                "ALERTS{alertname=\"DemoDown\",alertstate=\"firing\"}".to_string(),
+            ),
+            ("start", start.to_string()),
+            ("end", end.to_string()),
+            ("step", "1".to_string()),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let series = range["data"]["result"].as_array().unwrap();
+    assert_eq!(series.len(), 1, "Prometheus fired once: {range:#}");
+    let points = series[0]["values"].as_array().unwrap();
+    let t = |p: &J| (p[0].as_f64().unwrap() * 1000.0) as i64;
+    let prom_fired = t(&points[0]);
+    let prom_last = t(points.last().unwrap());
+    let mut prom_labels = series[0]["metric"].clone();
+    prom_labels.as_object_mut().unwrap().remove("alertstate");
+    prom_labels.as_object_mut().unwrap().remove("__name__");
+
+    let report = replay_json(d, |c| {
+        c.args(["--prometheus", &prom])
+            .args(["--start", &start.to_string(), "--end", &end.to_string()])
+            .args(["--step", "1s"]);
+    });
+    let events = report["events"].as_array().unwrap();
+    let alert = |state: &str| -> Vec<&J> {
+        events
+            .iter()
+            .filter(|e| e["kind"] == "alert" && e["state"] == state)
+            .collect()
+    };
+    let (fired, resolved) = (alert("firing"), alert("resolved"));
+    assert_eq!((fired.len(), resolved.len()), (1, 1), "{report:#}");
+    assert_eq!(fired[0]["labels"], prom_labels, "{report:#}");
+    let at = fired[0]["t_ms"].as_i64().unwrap();
+    let resolved_at = resolved[0]["t_ms"].as_i64().unwrap();
+    println!(
+        "e2e-timing replay-vs-prometheus: fired {} ms from Prometheus's first firing ALERTS point, resolved {} ms after its last",
+        at - prom_fired,
+        resolved_at - prom_last
+    );
+    assert!(
+        (at - prom_fired).abs() <= 2000,
+        "Prometheus fired at {prom_fired}, the replay at {at}: {report:#}"
+    );
+    let at = resolved[0]["t_ms"].as_i64().unwrap();
+    assert!(
+        at > prom_last && at - prom_last <= 3000,
+        "Prometheus last fired at {prom_last}, the replay resolved at {at}: {report:#}"
+    );
+    let runs: Vec<&str> = events
+        .iter()
+        .filter(|e| e["kind"] == "run")
+        .map(|e| e["decision"].as_str().unwrap())
+        .collect();
+    assert_eq!(runs, ["started"], "{report:#}");
 }
