@@ -16,6 +16,7 @@ mod up;
 
 mod console;
 mod slack_approvals;
+mod vault;
 
 mod engine_admin;
 mod engine_delivery;

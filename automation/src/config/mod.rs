@@ -7,7 +7,9 @@
 //! config file's folder; one trailing newline dropped), the container
 //! secrets convention (`/run/secrets/…`), and `${CREDENTIAL:name}` by the
 //! systemd credential `name` (`$CREDENTIALS_DIRECTORY/name`, from the unit's
-//! `LoadCredential=`). Tokens, passwords and webhook URLs are [`Secret`]s.
+//! `LoadCredential=`), and `${VAULT:path#key}` by a field of a Vault/OpenBao
+//! KV v2 secret (see `vault.rs`). Tokens, passwords and webhook URLs are
+//! [`Secret`]s.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -24,6 +26,7 @@ mod check;
 pub mod schema;
 mod service;
 mod target;
+mod vault;
 
 pub use channel::{
     Channel, EmailChannel, PagerDutyChannel, SlackChannel, Smtp, SmtpTls, TeamsChannel,
@@ -36,6 +39,7 @@ pub use service::{
 pub use target::{
     Commands, Compose, Host, Kubernetes, Process, Ssh, Systemd, Target, WorkloadKind,
 };
+pub use vault::{AppRole, VaultConfig};
 
 /// The whole service configuration.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -84,6 +88,9 @@ pub struct Config {
     /// `name/host` (its URL, the target's token): filled at load time.
     #[serde(skip)]
     pub host_targets: BTreeMap<String, Target>,
+    /// Vault / OpenBao for `${VAULT:path#key}`.
+    #[serde(default)]
+    pub vault: Option<VaultConfig>,
 }
 
 /// A Kafka cluster.
@@ -307,6 +314,7 @@ impl Config {
         let node = yaml::parse(text).map_err(|e| vec![diag(e.pos, e.message)])?;
         let base = path.parent().unwrap_or(Path::new("."));
         let node = substitute_env(&node, env, base).map_err(|e| vec![diag(e.pos, e.message)])?;
+        let node = vault::resolve(&node).map_err(|e| vec![diag(e.pos, e.message)])?;
         let mut config: Config = if node.value == yaml::Value::Null {
             Config::default()
         } else {
@@ -366,6 +374,7 @@ impl Config {
         secrets.extend(self.secrets.values());
         secrets.extend(self.hooks.values().flat_map(|h| h.secrets()));
         secrets.extend(self.alerting.webhook.iter().flat_map(|h| h.secrets()));
+        secrets.extend(self.vault.iter().flat_map(|v| v.secrets()));
         Redactor::new(secrets)
     }
 }
@@ -400,6 +409,10 @@ fn secret_file(path: &Path) -> Result<String, String> {
 
 /// What `${…}` names: an environment variable, a file or a systemd credential.
 fn lookup(name: &str, env: &dyn Fn(&str) -> Option<String>, base: &Path) -> Result<String, String> {
+    if name.starts_with("VAULT:") {
+        // Read in a second pass, once the `vault:` section is known.
+        return Ok(format!("${{{name}}}"));
+    }
     if let Some(file) = name.strip_prefix("FILE:") {
         if file.is_empty() {
             return Err("`${FILE:}` names no file".into());

@@ -196,7 +196,20 @@ pub fn config_schema() -> J {
             "secrets": {"type": "object", "additionalProperties": {"type": "string"}},
             "service": section("The long-running service's settings (docs/service.md)."),
             "alerting": section("Routes, receivers, inhibition, silences, maintenance windows."),
-            "hooks": section("Webhook triggers and their sender authentication.")
+            "hooks": section("Webhook triggers and their sender authentication."),
+            "vault": {
+                "type": "object", "additionalProperties": false, "required": ["address"],
+                "description": "HashiCorp Vault / OpenBao (KV v2) for `${VAULT:path#key}` in any string (docs/notifications.md).",
+                "properties": {
+                    "address": s("`https://vault.example:8200`."),
+                    "token": s("A token, e.g. `${VAULT_TOKEN}`; or `approle`."),
+                    "approle": {"type": "object", "additionalProperties": false, "required": ["role_id", "secret_id"],
+                        "properties": {"role_id": s("AppRole role ID."), "secret_id": s("AppRole secret ID."), "mount": s("Auth mount (default `approle`).")}},
+                    "mount": s("The KV v2 engine's mount (default `secret`)."),
+                    "namespace": s("Namespace (Vault Enterprise, OpenBao)."),
+                    "timeout": s("Per request (default 10s).")
+                }
+            }
         }
     })
 }
