@@ -105,10 +105,11 @@ impl Services {
     }
 
     /// Where a person can look at a run (`None` without an external URL).
+    /// The run's page in the web console, for people following a link.
     pub fn run_url(&self, run_id: &str) -> Option<String> {
         self.external_url
             .as_ref()
-            .map(|base| format!("{}/api/v1/runs/{run_id}", base.trim_end_matches('/')))
+            .map(|base| format!("{}/ui/#/runs/{run_id}", base.trim_end_matches('/')))
     }
 
     pub fn add_runbook(&self, runbook: Arc<Runbook>) {

@@ -5,11 +5,17 @@
 //! | event | `event_action` |
 //! |---|---|
 //! | alert firing, run failed, escalation, approval wanted | `trigger` (a person is needed) |
-//! | run started (remediation under way) | `acknowledge` |
+//! | run started (remediation under way) | `trigger`, then `acknowledge` |
 //! | run succeeded, alert resolved | `resolve` |
 //!
 //! `acknowledge` and `resolve` need a dedup key (the incident to act on);
-//! without one they are not sent. Severity comes from the alert's
+//! without one they are not sent. A run started by an alert usually starts
+//! before the alert's own notification (held by `group_wait`) reaches
+//! PagerDuty, and PagerDuty drops an acknowledge for an incident it does
+//! not have; so a run's start sends a `trigger` with the same key first
+//! (PagerDuty folds it into the open incident if there is one) and then
+//! the `acknowledge`. The alert's trigger that arrives later is folded into
+//! the acknowledged incident. Severity comes from the alert's
 //! `severity` label mapped onto PagerDuty's four (`page`/`critical` →
 //! critical, `error`/`high` → error, `warning`/`warn` → warning, `info`/
 //! `low`/`none` → info), else the channel's `severity`. A 429 is retried
@@ -83,6 +89,20 @@ pub fn event(ch: &PagerDutyChannel, msg: &Message) -> Option<J> {
     Some(body)
 }
 
+/// The events to send for `msg`, in order: a run's start opens (or joins)
+/// the incident before acknowledging it.
+pub fn events(ch: &PagerDutyChannel, msg: &Message) -> Vec<J> {
+    let Some(body) = event(ch, msg) else {
+        return Vec::new();
+    };
+    if msg.event.kind != EventKind::RunStarted {
+        return vec![body];
+    }
+    let mut open = msg.clone();
+    open.event.kind = EventKind::Info;
+    event(ch, &open).into_iter().chain([body]).collect()
+}
+
 impl Notifier for PagerDuty<'_> {
     fn send<'a>(
         &'a self,
@@ -90,11 +110,12 @@ impl Notifier for PagerDuty<'_> {
         msg: &'a Message,
     ) -> BoxFuture<'a, Result<(), NotifyError>> {
         Box::pin(async move {
-            let Some(body) = event(self.0, msg) else {
-                return Ok(());
-            };
-            let req = http.post(self.0.url.0.clone());
-            super::post_json("pagerduty", req, &body).await.map(|_| ())
+            // A retry sends both again: a trigger with the same key is idempotent.
+            for body in events(self.0, msg) {
+                let req = http.post(self.0.url.0.clone());
+                super::post_json("pagerduty", req, &body).await?;
+            }
+            Ok(())
         })
     }
 }
@@ -135,6 +156,11 @@ mod tests {
         assert_eq!(t["links"][0]["href"], "http://sluice/runs/r1");
         let a = event(&c, &msg(EventKind::RunStarted, Some("abc"))).unwrap();
         assert_eq!(a["event_action"], "acknowledge");
+        let started: Vec<J> = events(&c, &msg(EventKind::RunStarted, Some("abc")));
+        let actions: Vec<&J> = started.iter().map(|e| &e["event_action"]).collect();
+        assert_eq!(actions, ["trigger", "acknowledge"]);
+        assert!(started.iter().all(|e| e["dedup_key"] == "abc"));
+        assert!(events(&c, &msg(EventKind::RunStarted, None)).is_empty());
         assert!(a.get("payload").is_none(), "acknowledge carries no payload");
         let r = event(&c, &msg(EventKind::RunSucceeded, Some("abc"))).unwrap();
         assert_eq!(r["event_action"], "resolve");

@@ -121,19 +121,20 @@ async fn pagerduty_incidents_are_triggered_acknowledged_and_resolved_with_the_ru
         .iter()
         .map(|e| e["event_action"].as_str().unwrap())
         .collect();
-    // The run acknowledges when it starts (after one 429 waited out), the
-    // step opens the page, success resolves it: one incident, one key.
+    // The run opens (or joins) the incident and acknowledges it when it
+    // starts (after one 429 waited out), the step pages again into the same
+    // incident, success resolves it: one incident, one key.
     assert_eq!(
         actions,
-        ["acknowledge", "trigger", "resolve"],
+        ["trigger", "acknowledge", "trigger", "resolve"],
         "{events:#?}"
     );
     assert!(
         events.iter().all(|e| e["dedup_key"] == "9f1c2b3a4d5e6f70"),
         "{events:#?}"
     );
-    assert_eq!(events[1]["payload"]["severity"], "critical");
-    assert_eq!(events[1]["payload"]["summary"], "EngineDown on primary");
+    assert_eq!(events[2]["payload"]["severity"], "critical");
+    assert_eq!(events[2]["payload"]["summary"], "EngineDown on primary");
     // The routing key never reaches the run record.
     assert!(!out.steps.to_string().contains("R0UT1NGKEY"));
 }

@@ -150,6 +150,17 @@ async fn a_burst_of_duplicate_webhook_alerts_starts_exactly_one_run_per_fingerpr
     s.stop().await;
 }
 
+/// Until the service has scraped the test gauge.
+async fn scraped(s: &TestService) {
+    eventually(15, "the gauge is scraped", || async {
+        let (_, b) = s.get("/api/v1/query?query=test_temperature").await;
+        b["data"]["result"]
+            .as_array()
+            .is_some_and(|r| !r.is_empty())
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_internal_rule_on_scraped_metrics_triggers_the_runbook_and_notifies() {
     let gauge = Gauge::start(5.0).await;
@@ -199,13 +210,7 @@ steps:
         &[("alerts/t.yaml", rules), ("runbooks/cool.yaml", rb)],
     )
     .await;
-    eventually(15, "the gauge is scraped", || async {
-        let (_, b) = s.get("/api/v1/query?query=test_temperature").await;
-        b["data"]["result"]
-            .as_array()
-            .is_some_and(|r| !r.is_empty())
-    })
-    .await;
+    scraped(&s).await;
     assert!(s.runs("cool-down").await.is_empty());
     gauge.set(25.0);
     eventually(15, "the alert's run finished", || async {
@@ -265,6 +270,134 @@ steps:
     })
     .await;
     assert_eq!(s.runs("cool-down").await.len(), 1);
+    s.stop().await;
+}
+
+/// PagerDuty as its Events API v2 behaves: a trigger opens an incident for
+/// its dedup key (or joins the open one), acknowledge and resolve act on an
+/// open incident and are dropped otherwise. Each incident's states in order.
+#[derive(Default)]
+struct PagerDuty {
+    events: std::sync::Mutex<Vec<J>>,
+    incidents: std::sync::Mutex<std::collections::BTreeMap<String, Vec<&'static str>>>,
+}
+
+impl PagerDuty {
+    async fn start() -> (Arc<PagerDuty>, String) {
+        let pd = Arc::new(PagerDuty::default());
+        let p = pd.clone();
+        let app = axum::Router::new().route(
+            "/v2/enqueue",
+            axum::routing::post(move |body: axum::Json<J>| {
+                let p = p.clone();
+                async move {
+                    let e = body.0;
+                    let key = e["dedup_key"].as_str().unwrap_or("").to_string();
+                    let mut all = p.incidents.lock().unwrap();
+                    let states = all.entry(key.clone()).or_default();
+                    let open = states.last().is_some_and(|s| *s != "resolved");
+                    match (e["event_action"].as_str().unwrap(), open) {
+                        ("trigger", false) => states.push("triggered"),
+                        ("acknowledge", true) => states.push("acknowledged"),
+                        ("resolve", true) => states.push("resolved"),
+                        _ => {}
+                    }
+                    p.events.lock().unwrap().push(e);
+                    (
+                        axum::http::StatusCode::ACCEPTED,
+                        axum::Json(json!({"status": "success", "dedup_key": key})),
+                    )
+                }
+            }),
+        );
+        let addr = serve(app).await;
+        (pd, format!("http://{addr}/v2/enqueue"))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_alert_opens_a_pagerduty_incident_the_run_acknowledges_it_and_success_resolves_it() {
+    let gauge = Gauge::start(5.0).await;
+    let (pd, pd_url) = PagerDuty::start().await;
+    let config = format!(
+        r#"
+metrics:
+  interval: 1s
+  scrape: ["{url}"]
+  job: test
+channels:
+  pager: {{pagerduty: {{routing_key: R0UT1NGKEY0123456789012345678901, url: "{pd_url}"}}}}
+alerting:
+  evaluation_interval: 1s
+  route:
+    receiver: pager
+    group_by: [alertname]
+    group_wait: 1s
+    group_interval: 1s
+"#,
+        url = gauge.url(),
+    );
+    let rules = "groups:\n  - name: t\n    interval: 1s\n    rules:\n      - alert: TooHot\n        expr: test_temperature > 10\n        labels: {severity: critical}\n";
+    let rb = "name: cool-down\ntriggers:\n  - alert: TooHot\nnotify: {on_start: [pager], on_success: [pager]}\nsteps:\n  - id: cool\n    sleep: 3s\n";
+    let s = TestService::start(
+        &config,
+        &[("alerts/t.yaml", rules), ("runbooks/cool.yaml", rb)],
+    )
+    .await;
+    scraped(&s).await;
+    gauge.set(25.0);
+    // The remediation works: while the run goes, the temperature falls and
+    // the alert resolves.
+    eventually(20, "the run started", || async {
+        let runs = s.runs("cool-down").await;
+        runs.len() == 1 && runs[0]["status"] == "running"
+    })
+    .await;
+    gauge.set(5.0);
+    eventually(20, "the run succeeded", || async {
+        let runs = s.runs("cool-down").await;
+        runs.len() == 1 && runs[0]["status"] == "succeeded"
+    })
+    .await;
+    let run = s.runs("cool-down").await[0].clone();
+    let fp = run["request"]["fingerprint"].as_str().unwrap().to_string();
+    eventually(20, "the incident resolved", || async {
+        pd.incidents
+            .lock()
+            .unwrap()
+            .get(&fp)
+            .is_some_and(|st| st.last() == Some(&"resolved"))
+    })
+    .await;
+    // Let the alert's own resolve arrive too; it must not reopen anything.
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let incidents = pd.incidents.lock().unwrap().clone();
+    let events = pd.events.lock().unwrap().clone();
+    assert_eq!(
+        incidents.len(),
+        1,
+        "one incident, keyed by the alert: {events:#?}"
+    );
+    assert_eq!(
+        incidents[&fp],
+        ["triggered", "acknowledged", "resolved"],
+        "{events:#?}"
+    );
+    assert!(
+        events.iter().all(|e| e["dedup_key"] == fp.as_str()),
+        "{events:#?}"
+    );
+    // Each delivery is on the run.
+    let (_, full) = s
+        .get(&format!("/api/v1/runs/{}", run["id"].as_str().unwrap()))
+        .await;
+    let on_run: Vec<&str> = full["deliveries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(on_run, ["run_started", "run_succeeded"], "{full:#}");
     s.stop().await;
 }
 
