@@ -103,7 +103,8 @@ impl TokenSet {
     }
 }
 
-fn digest(token: &str) -> [u8; 32] {
+/// SHA-256 of a token (or session id): what is kept and compared.
+pub(crate) fn digest(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 

@@ -17,20 +17,13 @@ use futures::Stream;
 use serde_json::{Value as J, json};
 
 use super::error::ApiError;
+use super::service::store_err;
 use crate::exec::executor::RunStatus;
 use crate::service::Service;
-use crate::store::StoreError;
 
 const POLL: Duration = Duration::from_millis(500);
 /// Longest life of one stream.
 pub const MAX_STREAM: Duration = Duration::from_secs(3600);
-
-fn store_err(e: StoreError) -> ApiError {
-    match e {
-        StoreError::NoSuchRun(id) => ApiError::NotFound(format!("run `{id}`")),
-        other => ApiError::Internal(other.into()),
-    }
-}
 
 /// The run document: the run, its steps, its approvals, the notifications
 /// sent about it, and whether it executes on this instance.

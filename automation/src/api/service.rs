@@ -30,7 +30,7 @@ use crate::store::{RunFilter, SilenceRecord, StoreError};
 
 type Svc = State<Arc<Service>>;
 
-fn store_err(e: StoreError) -> ApiError {
+pub(super) fn store_err(e: StoreError) -> ApiError {
     match e {
         StoreError::NoSuchRun(id) => ApiError::NotFound(format!("run `{id}`")),
         StoreError::NoPendingApproval(id) => {

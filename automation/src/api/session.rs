@@ -20,9 +20,8 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use rand::RngExt;
 use serde_json::json;
-use sha2::{Digest, Sha256};
 
-use super::auth::{Principal, TokenSet, constant_time_eq};
+use super::auth::{Principal, TokenSet, constant_time_eq, digest};
 use super::error::ApiError;
 
 pub const PATH: &str = "/api/v1/session";
@@ -57,10 +56,6 @@ impl std::fmt::Debug for Sessions {
 fn random_token() -> String {
     let bytes: [u8; 32] = rand::rng().random();
     hex::encode(bytes)
-}
-
-fn digest(id: &str) -> [u8; 32] {
-    Sha256::digest(id.as_bytes()).into()
 }
 
 impl Sessions {

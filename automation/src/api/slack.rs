@@ -240,17 +240,13 @@ fn update(svc: &Arc<Service>, ch: &SlackChannel, click: &Click, line: String) {
     let ch = ch.clone();
     let run_id = click.run_id.clone();
     tokio::spawn(async move {
-        for attempt in 1..=crate::notify::ATTEMPTS {
-            match web_api(&http, &ch, token.expose(), "chat.update", &body).await {
-                Ok(_) => return,
-                Err(e) if e.recoverable && attempt < crate::notify::ATTEMPTS => {
-                    tokio::time::sleep(crate::notify::delay(attempt, &e)).await;
-                }
-                Err(e) => {
-                    warn!(run_id = %run_id, error = %e, "Could not update the Slack approval message.");
-                    return;
-                }
-            }
+        let update = || async {
+            web_api(&http, &ch, token.expose(), "chat.update", &body)
+                .await
+                .map(|_| ())
+        };
+        if let (_, Err(e)) = crate::notify::retrying(update).await {
+            warn!(run_id = %run_id, error = %e, "Could not update the Slack approval message.");
         }
     });
 }

@@ -104,8 +104,8 @@ impl Services {
         })
     }
 
-    /// Where a person can look at a run (`None` without an external URL).
-    /// The run's page in the web console, for people following a link.
+    /// The run's page in the web console, for people following a link
+    /// (`None` without an external URL).
     pub fn run_url(&self, run_id: &str) -> Option<String> {
         self.external_url
             .as_ref()

@@ -166,15 +166,27 @@ pub async fn deliver(
     msg: &Message,
 ) -> (u32, Result<(), NotifyError>) {
     let n = notifier(ch);
+    let (attempts, result) = retrying(|| n.send(http, msg)).await;
+    let result = result.map_err(|mut e| {
+        e.message = redactor.text(&e.message);
+        e
+    });
+    (attempts, result)
+}
+
+/// The one retry policy: `send` again while its failure is recoverable, up
+/// to [`ATTEMPTS`], waiting [`delay`] between; how many attempts it took.
+pub async fn retrying<F, Fut>(mut send: F) -> (u32, Result<(), NotifyError>)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), NotifyError>>,
+{
     let mut attempt = 1;
     loop {
-        match n.send(http, msg).await {
+        match send().await {
             Ok(()) => return (attempt, Ok(())),
-            Err(mut e) => {
-                e.message = redactor.text(&e.message);
-                if !e.recoverable || attempt >= ATTEMPTS {
-                    return (attempt, Err(e));
-                }
+            Err(e) if !e.recoverable || attempt >= ATTEMPTS => return (attempt, Err(e)),
+            Err(e) => {
                 tokio::time::sleep(delay(attempt, &e)).await;
                 attempt += 1;
             }

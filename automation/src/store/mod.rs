@@ -775,13 +775,13 @@ impl Store {
         comment: Option<&str>,
     ) -> Result<Vec<String>, StoreError> {
         let status = if approve { "approved" } else { "rejected" };
+        let pending = self.pending_of(run_id).await?;
         // A person's decision: each waiting approval's policy must allow it.
-        for a in self.pending_approvals().await? {
-            if a.run_id == run_id {
-                a.allows(who, approve)?;
-            }
+        for a in &pending {
+            a.allows(who, approve)?;
         }
-        self.decide_as(run_id, status, who, comment).await
+        self.record_decision(run_id, pending, status, who, comment)
+            .await
     }
 
     /// Records a decision made by the approval step itself (its timeout default).
@@ -792,12 +792,28 @@ impl Store {
         who: &str,
         comment: Option<&str>,
     ) -> Result<Vec<String>, StoreError> {
-        let pending = self.pending_approvals().await?;
-        let paths: Vec<String> = pending
-            .into_iter()
-            .filter(|a| a.run_id == run_id)
-            .map(|a| a.step_path)
-            .collect();
+        let pending = self.pending_of(run_id).await?;
+        self.record_decision(run_id, pending, status, who, comment)
+            .await
+    }
+
+    /// The approvals of `run_id` waiting for a decision.
+    async fn pending_of(&self, run_id: &str) -> Result<Vec<ApprovalRecord>, StoreError> {
+        let mut pending = self.pending_approvals().await?;
+        pending.retain(|a| a.run_id == run_id);
+        Ok(pending)
+    }
+
+    /// Decides `pending` (the run's waiting approvals) as `status`.
+    async fn record_decision(
+        &self,
+        run_id: &str,
+        pending: Vec<ApprovalRecord>,
+        status: &str,
+        who: &str,
+        comment: Option<&str>,
+    ) -> Result<Vec<String>, StoreError> {
+        let paths: Vec<String> = pending.into_iter().map(|a| a.step_path).collect();
         if paths.is_empty() {
             return Err(StoreError::NoPendingApproval(run_id.to_string()));
         }
